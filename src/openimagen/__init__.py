@@ -2,6 +2,49 @@
 
 A frozen pretrained text encoder, a cascade of pixel-space diffusion U-Nets, classifier-free
 guidance and dynamic thresholding. See docs/ARCHITECTURE.md for the map of the code.
+
+Public API::
+
+    import openimagen
+    cascade = openimagen.load()                 # the bundled model, or load("path/to/dir")
+    images = cascade.generate(["a red circle"], seeds=[0])   # [1, 3, H, W] in [-1, 1]
 """
 
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
+
+# Where the bundled shapes-world cascade lives once one is shipped (a model directory).
+BUNDLED_MODEL_DIR = Path(__file__).parent / "assets" / "shapes-cascade"
+
+if TYPE_CHECKING:
+    import torch
+
+    from openimagen.cascade import Cascade
+
+
+def load(model: str | os.PathLike | None = None, *, device: str | torch.device | None = None) -> Cascade:
+    """Load a model directory (default: the bundled model) onto ``device`` (default: auto)."""
+    from openimagen.cascade import Cascade
+
+    return Cascade.load(resolve_model_dir(model), device=device)
+
+
+def resolve_model_dir(model: str | os.PathLike | None) -> Path:
+    """``model`` as a path; ``None`` means the bundled model (a clear error if absent)."""
+    from openimagen.errors import ModelDirectoryError
+
+    if model is not None:
+        return Path(model)
+    if not (BUNDLED_MODEL_DIR / "cascade.json").is_file():
+        raise ModelDirectoryError(
+            "this openimagen has no bundled model yet; pass a model directory with --model DIR"
+        )
+    return BUNDLED_MODEL_DIR
+
+
+__all__ = ["BUNDLED_MODEL_DIR", "__version__", "load", "resolve_model_dir"]

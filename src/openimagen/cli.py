@@ -7,39 +7,220 @@ exits with status 2; library code logs and never prints.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import platform
 import sys
+from pathlib import Path
 
 from openimagen import __version__
-from openimagen.errors import OpenImagenError
+from openimagen.errors import InvalidArgumentError, OpenImagenError
+
+MAX_IMAGES = 64
 
 
+# -- argument types: each names the option, the value and what is allowed ----------------------
+def _ranged(kind: type, low: float | None, high: float | None, what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: expected {what}")
+        return value
+
+    return parse
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+
+
+# -- info ----------------------------------------------------------------------------------
 def _cmd_info(args: argparse.Namespace) -> int:
+    if args.preset:
+        from openimagen.models.presets import describe_preset
+
+        print(describe_preset(args.preset))
+        return 0
     import torch
 
+    import openimagen
+    from openimagen.models.presets import list_presets
+
+    bundled = openimagen.BUNDLED_MODEL_DIR
     print(f"openimagen {__version__}")
     print(f"python     {platform.python_version()}")
     print(f"torch      {torch.__version__} (cuda available: {torch.cuda.is_available()})")
+    print(f"bundled    {bundled if (bundled / 'cascade.json').is_file() else '(none yet)'}")
+    print(f"presets    {', '.join(list_presets())}")
     return 0
 
 
+# -- generate ----------------------------------------------------------------------------------
+def _sampling_overrides(args: argparse.Namespace) -> dict:
+    names = {
+        "steps": "steps",
+        "guidance": "guidance_weight",
+        "sampler": "sampler",
+        "threshold": "threshold",
+        "percentile": "dynamic_threshold_percentile",
+        "noise_aug": "noise_aug_level",
+    }
+    return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    if not args.prompt.strip():
+        raise InvalidArgumentError("PROMPT", args.prompt, "a non-empty prompt")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise InvalidArgumentError("--out", str(out), "a file name ending in .png")
+    if out.exists() and out.is_dir():
+        raise InvalidArgumentError("--out", str(out), "a file path, not a directory")
+
+    import openimagen
+    from openimagen.cascade import SamplingConfig
+    from openimagen.images import save_images
+
+    model_dir = openimagen.resolve_model_dir(args.model)
+    overrides = _sampling_overrides(args)
+    if args.dry_run:
+        from openimagen.cascade import read_cascade_config
+
+        config = read_cascade_config(model_dir)
+        resolved = [e.sampling.replace(**overrides).to_dict() for e in config.stages]
+        print(json.dumps({"model": str(model_dir), "prompt": args.prompt, "out": str(out),
+                          "num_images": args.num_images, "seed": args.seed,
+                          "stages": resolved}, indent=2))
+        return 0
+
+    from tqdm import tqdm
+
+    cascade = openimagen.load(model_dir, device=args.device)
+    sampling = [s.replace(**overrides) for s in cascade.sampling]
+    seeds = [args.seed + i for i in range(args.num_images)]
+    with tqdm(total=sum(s.steps for s in sampling[: args.stages or None]),
+              desc="sampling", unit="step", disable=args.quiet, file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        images = cascade.generate([args.prompt] * len(seeds), seeds, sampling=sampling,
+                                  num_stages=args.stages, progress=progress)
+    meta = [
+        {"prompt": args.prompt, "seed": seed, "model": cascade.model_id,
+         "sampling": [SamplingConfig.to_dict(s) for s in sampling],
+         "software": f"openimagen {__version__}"}
+        for seed in seeds
+    ]
+    for path in save_images(images, out, meta):
+        print(path)
+    return 0
+
+
+# -- encode-text -----------------------------------------------------------------------------
+def _read_prompts(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InvalidArgumentError("--prompts", str(path), "a readable text or JSONL file") from exc
+    prompts = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidArgumentError(f"{path} line {number}", line[:60], "valid JSON") from exc
+            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+                raise InvalidArgumentError(f"{path} line {number}", line[:60],
+                                           'an object with a string "prompt" field')
+            prompts.append(record["prompt"])
+        else:
+            prompts.append(line.strip())
+    return prompts
+
+
+def _cmd_encode_text(args: argparse.Namespace) -> int:
+    from openimagen.text import TextEmbeddingCache, fill_cache, load_text_encoder
+
+    prompts = list(args.text)
+    if args.prompts:
+        prompts += _read_prompts(Path(args.prompts))
+    if not prompts:
+        raise InvalidArgumentError("TEXT/--prompts", "nothing", "at least one prompt")
+    encoder = load_text_encoder(args.encoder, max_length=args.max_length, device=args.device)
+    cache = TextEmbeddingCache(args.cache)
+    added = fill_cache(encoder, prompts, cache, batch_size=args.batch_size, progress=not args.quiet)
+    print(f"{added} new, {len(set(prompts)) - added} already cached -> {args.cache}")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openimagen",
         description="Imagen-style text-to-image diffusion: generate, train, evaluate, serve.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_formatter,
     )
     parser.add_argument("--version", action="version", version=f"openimagen {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    info = sub.add_parser(
-        "info",
-        help="show versions and the compute device",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    info = sub.add_parser("info", help="show versions, presets, or one preset's size",
+                          formatter_class=_formatter)
+    info.add_argument("--preset", metavar="NAME", default=None,
+                      help="describe a U-Net preset: sizes and parameter count")
     info.set_defaults(func=_cmd_info)
+
+    gen = sub.add_parser("generate", help="draw images for a prompt", formatter_class=_formatter)
+    gen.add_argument("prompt", metavar="PROMPT", help="the text prompt")
+    gen.add_argument("--model", metavar="DIR", default=None,
+                     help="model directory (default: the bundled model)")
+    gen.add_argument("--out", metavar="FILE", default="openimagen.png",
+                     help="output PNG; several images become FILE-0.png, ... plus FILE-grid.png")
+    gen.add_argument("--num-images", "-n", type=_ranged(int, 1, MAX_IMAGES, f"an integer in [1, {MAX_IMAGES}]"),
+                     default=1, help="images to draw; image i uses seed SEED+i")
+    gen.add_argument("--seed", type=_ranged(int, 0, 2**63 - 1, "an integer >= 0"), default=0,
+                     help="random seed of the first image")
+    gen.add_argument("--steps", type=_ranged(int, 1, 10000, "an integer in [1, 10000]"),
+                     default=None, help="sampling steps for every stage (default: the model's)")
+    gen.add_argument("--guidance", type=_ranged(float, 0.0, 100.0, "a number in [0, 100]"),
+                     default=None, help="classifier-free guidance weight w; 1 = no guidance")
+    gen.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp_2m"], default=None,
+                     help="sampler for every stage (default: the model's)")
+    gen.add_argument("--threshold", choices=["none", "static", "dynamic"], default=None,
+                     help="x0 thresholding (default: the model's)")
+    gen.add_argument("--percentile", type=_ranged(float, 1e-9, 100.0, "a number in (0, 100]"),
+                     default=None, help="dynamic thresholding percentile (default: the model's)")
+    gen.add_argument("--noise-aug", type=_ranged(float, 0.0, 1.0, "a number in [0, 1]"),
+                     default=None, help="SR noise-augmentation level at sampling time")
+    gen.add_argument("--stages", type=_ranged(int, 1, 16, "an integer >= 1"), default=None,
+                     help="run only the first N stages (default: all)")
+    gen.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    gen.add_argument("--dry-run", action="store_true",
+                     help="print the resolved settings and exit without sampling")
+    gen.set_defaults(func=_cmd_generate)
+
+    enc = sub.add_parser("encode-text", help="fill the text-embedding cache",
+                         formatter_class=_formatter)
+    enc.add_argument("text", nargs="*", metavar="TEXT", help="prompts to encode")
+    enc.add_argument("--prompts", metavar="FILE", default=None,
+                     help="a .txt file (one prompt a line) or .jsonl file with a 'prompt' field")
+    enc.add_argument("--cache", metavar="DIR", required=True, help="cache directory")
+    enc.add_argument("--encoder", default="minilm",
+                     help="text encoder: 'minilm' (bundled), a local directory or a hub id")
+    enc.add_argument("--max-length", type=_ranged(int, 1, 4096, "an integer in [1, 4096]"),
+                     default=64, help="tokens kept per prompt; longer prompts are truncated")
+    enc.add_argument("--batch-size", type=_ranged(int, 1, 4096, "an integer in [1, 4096]"),
+                     default=64, help="prompts encoded per forward pass")
+    enc.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    enc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    enc.set_defaults(func=_cmd_encode_text)
     return parser
 
 

@@ -1,0 +1,110 @@
+"""Images at the edges: tensors in [-1, 1] <-> PIL, PNG files with provenance, grids.
+
+Inside the library images are float tensors NCHW in [-1, 1]; this is the one module that
+turns them into files (used by the CLI and, later, the server).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, PngImagePlugin
+
+from openimagen.errors import InvalidArgumentError
+from openimagen.fileio import atomic_write
+
+# PNG tEXt key that marks a file as made by a generative model (read back by tests/tools).
+AI_GENERATED_KEY = "ai_generated"
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """[3, H, W] (or [1, 3, H, W]) float in [-1, 1] -> RGB PIL image (rounded, not floored)."""
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise InvalidArgumentError("image.shape", tuple(image.shape), "[3, H, W]")
+    pixels = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(pixels.permute(1, 2, 0).numpy())
+
+
+def from_pil(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> [3, H, W] float in [-1, 1]."""
+    import numpy as np
+
+    array = np.asarray(image.convert("RGB"), dtype=np.float32)  # [H, W, 3]
+    return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0
+
+
+def make_grid(images: torch.Tensor, columns: int | None = None, padding: int = 2) -> torch.Tensor:
+    """[N, 3, H, W] -> one [3, H', W'] image, row-major, padded with white."""
+    n, c, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = torch.ones(c, rows * (h + padding) + padding, columns * (w + padding) + padding)
+    for i in range(n):
+        r, col = divmod(i, columns)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[:, top : top + h, left : left + w] = images[i].detach().float().cpu()
+    return grid
+
+
+def save_png(
+    image: torch.Tensor | Image.Image,
+    path: str | os.PathLike,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a PNG atomically, with ``metadata`` as tEXt chunks and the AI-generated flag.
+
+    Non-string metadata values are stored as JSON.
+    """
+    pil = image if isinstance(image, Image.Image) else to_pil(image)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(AI_GENERATED_KEY, "true")
+    for key, value in (metadata or {}).items():
+        info.add_text(key, value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+    path = Path(path)
+    with atomic_write(path, "wb") as handle:
+        pil.save(handle, format="PNG", pnginfo=info)
+    return path
+
+
+def read_png_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The tEXt chunks of a PNG as a dict of strings."""
+    with Image.open(path) as image:
+        return dict(getattr(image, "text", {}) or {})
+
+
+def numbered_paths(out: str | os.PathLike, count: int) -> list[Path]:
+    """``out.png`` for one image; ``out-0.png``, ``out-1.png`` ... for several."""
+    out = Path(out)
+    if count == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(count)]
+
+
+def grid_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(f"{out.stem}-grid{out.suffix}")
+
+
+def save_images(
+    images: torch.Tensor,
+    out: str | os.PathLike,
+    metadata: Sequence[Mapping[str, Any]],
+    *,
+    grid: bool = True,
+) -> list[Path]:
+    """Save [N, 3, H, W] images as numbered PNGs (plus a grid when N > 1)."""
+    paths = numbered_paths(out, images.shape[0])
+    written = [save_png(img, p, meta) for img, p, meta in zip(images, paths, metadata, strict=True)]
+    if grid and images.shape[0] > 1:
+        shared = {k: v for k, v in metadata[0].items() if k not in ("seed",)}
+        shared["seeds"] = [m.get("seed") for m in metadata]
+        written.append(save_png(make_grid(images), grid_path(out), shared))
+    return written

@@ -1,0 +1,21 @@
+"""Shared fixtures: small, fast, CPU-only."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Tests must never reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The bundled pretrained text encoder (loaded once per test session)."""
+    from openimagen.text import load_text_encoder
+
+    return load_text_encoder("minilm", max_length=32)

@@ -1,0 +1,146 @@
+"""The command line: generate, encode-text, info; one-line errors and nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from openimagen.cli import main
+from openimagen.images import read_png_metadata
+from test_cascade import tiny_cascade
+
+
+@pytest.fixture(scope="module")
+def model_dir(minilm, tmp_path_factory):
+    return tiny_cascade(minilm).save(tmp_path_factory.mktemp("cli") / "model")
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_generate_writes_a_png_with_provenance(model_dir, tmp_path, capsys):
+    out = tmp_path / "img.png"
+    code, stdout, _ = run(
+        ["generate", "a red circle", "--model", str(model_dir), "--out", str(out), "--seed", "5", "-q"],
+        capsys,
+    )
+    assert code == 0 and stdout.strip() == str(out)
+    with Image.open(out) as image:
+        assert image.size == (32, 32) and image.mode == "RGB"
+    meta = read_png_metadata(out)
+    assert meta["prompt"] == "a red circle" and meta["seed"] == "5"
+    assert meta["ai_generated"] == "true" and meta["model"] == "tiny"
+    assert json.loads(meta["sampling"])[0]["sampler"] == "ddim"
+
+
+def test_generate_several_images_and_a_grid_with_overrides(model_dir, tmp_path, capsys):
+    out = tmp_path / "many.png"
+    code, stdout, _ = run(
+        ["generate", "a blue square", "--model", str(model_dir), "--out", str(out), "-n", "3",
+         "--steps", "2", "--sampler", "ddpm", "--guidance", "1", "-q"],
+        capsys,
+    )
+    assert code == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["many-0.png", "many-1.png", "many-2.png", "many-grid.png"]
+    seeds = [read_png_metadata(tmp_path / f"many-{i}.png")["seed"] for i in range(3)]
+    assert seeds == ["0", "1", "2"]
+    settings = json.loads(read_png_metadata(tmp_path / "many-0.png")["sampling"])
+    assert {s["sampler"] for s in settings} == {"ddpm"} and {s["steps"] for s in settings} == {2}
+    with Image.open(tmp_path / "many-grid.png") as grid:
+        assert grid.size[0] > 32 * 2
+
+
+def test_same_seed_same_file_content(model_dir, tmp_path, capsys):
+    for name in ("a.png", "b.png"):
+        assert run(["generate", "a red circle", "--model", str(model_dir), "--out",
+                    str(tmp_path / name), "-q"], capsys)[0] == 0
+    with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
+        assert a.tobytes() == b.tobytes()
+
+
+def test_dry_run_prints_resolved_settings_and_writes_nothing(model_dir, tmp_path, capsys):
+    code, stdout, _ = run(["generate", "x", "--model", str(model_dir), "--out",
+                           str(tmp_path / "o.png"), "--steps", "7", "--dry-run"], capsys)
+    assert code == 0
+    resolved = json.loads(stdout)
+    assert [s["steps"] for s in resolved["stages"]] == [7, 7]
+    assert resolved["stages"][1]["noise_aug_level"] == 0.2
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["generate", "   "], "PROMPT='   ' is not valid"),
+        (["generate", "a", "--out", "x.jpg"], "--out='x.jpg' is not valid: expected a file name ending in .png"),
+        (["generate", "a", "--model", "/no/such/dir"], "model directory /no/such/dir does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(args, capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and message in err and err.startswith("openimagen generate: error:")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mismatched_model_directory_is_one_line(model_dir, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    cfg = broken / "stage1_sr32" / "config.json"
+    data = json.loads(cfg.read_text())
+    data["lowres_resolution"] = 8
+    cfg.write_text(json.dumps(data))
+    code, _, err = run(["generate", "a", "--model", str(broken), "--out", str(tmp_path / "o.png")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "stage 1 expects 8x8 input" in err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_out_of_range_option_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "a", "-n", "0"])
+    assert info.value.code == 2
+    assert "expected an integer in [1, 64]" in capsys.readouterr().err
+
+
+def test_encode_text_fills_the_cache_then_hits_it(tmp_path, capsys):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "a red circle"}\n\n{"prompt": "a blue square"}\n')
+    args = ["encode-text", "--prompts", str(prompts), "--cache", str(tmp_path / "cache"), "-q"]
+    code, out, _ = run(args, capsys)
+    assert code == 0 and out.startswith("2 new, 0 already cached")
+    code, out, _ = run(args + ["a green triangle"], capsys)
+    assert code == 0 and out.startswith("1 new, 2 already cached")
+
+
+def test_encode_text_bad_jsonl_names_the_line(tmp_path, capsys):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "ok"}\n{"text": "no prompt field"}\n')
+    code, _, err = run(["encode-text", "--prompts", str(prompts), "--cache", str(tmp_path / "c")], capsys)
+    assert code == 2 and "line 2" in err and '"prompt" field' in err
+
+
+def test_info_preset_prints_the_parameter_count(capsys):
+    code, out, _ = run(["info", "--preset", "imagen-base-64"], capsys)
+    assert code == 0 and "imagen-base-64" in out and "param" in out.lower()
+
+
+def test_console_script_runs_in_a_fresh_process(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "openimagen.cli", "generate", "a", "--model", str(tmp_path / "none")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"openimagen generate: error: model directory {tmp_path / 'none'} does not exist or is not a directory"
+    ]
