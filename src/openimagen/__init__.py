@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from openimagen.cascade import Cascade
 
 
-def load(model: str | os.PathLike | None = None, *, device: str | torch.device | None = None) -> Cascade:
+def load(
+    model: str | os.PathLike | None = None, *, device: str | torch.device | None = None
+) -> Cascade:
     """Load a model directory (default: the bundled model) onto ``device`` (default: auto)."""
     from openimagen.cascade import Cascade
 

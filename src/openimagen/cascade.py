@@ -85,15 +85,21 @@ class SamplingConfig(Config):
         if self.steps < 1:
             raise InvalidArgumentError("steps", self.steps, "an integer >= 1")
         if not 0.0 <= self.guidance_weight <= 100.0:
-            raise InvalidArgumentError("guidance_weight", self.guidance_weight, "a number in [0, 100]")
+            raise InvalidArgumentError(
+                "guidance_weight", self.guidance_weight, "a number in [0, 100]"
+            )
         if not 0.0 < self.dynamic_threshold_percentile <= 100.0:
             raise InvalidArgumentError(
-                "dynamic_threshold_percentile", self.dynamic_threshold_percentile, "a number in (0, 100]"
+                "dynamic_threshold_percentile",
+                self.dynamic_threshold_percentile,
+                "a number in (0, 100]",
             )
         if self.eta < 0.0:
             raise InvalidArgumentError("eta", self.eta, "a number >= 0")
         if not 0.0 <= self.noise_aug_level <= 1.0:
-            raise InvalidArgumentError("noise_aug_level", self.noise_aug_level, "a number in [0, 1]")
+            raise InvalidArgumentError(
+                "noise_aug_level", self.noise_aug_level, "a number in [0, 1]"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,7 +246,9 @@ class Stage:
         cond: dict[str, Any] = {"text_embeds": text_embeds, "text_mask": text_mask}
         if self.is_super_resolution:
             if lowres is None:
-                raise InvalidArgumentError("lowres", None, "the previous stage's images for an SR stage")
+                raise InvalidArgumentError(
+                    "lowres", None, "the previous stage's images for an SR stage"
+                )
             aug = torch.full((batch,), sampling.noise_aug_level, device=device)  # [B]
             cond["lowres"] = prepare_lowres(lowres, size, aug, self.schedule, generators)
             cond["aug_level"] = aug
@@ -331,13 +339,17 @@ class Cascade:
         if not prompts:
             raise InvalidArgumentError("prompts", prompts, "at least one prompt")
         if len(seeds) != len(prompts):
-            raise InvalidArgumentError("seeds", f"{len(seeds)} seeds", f"one per prompt ({len(prompts)})")
+            raise InvalidArgumentError(
+                "seeds", f"{len(seeds)} seeds", f"one per prompt ({len(prompts)})"
+            )
         for prompt in prompts:
             if not isinstance(prompt, str) or not prompt.strip():
                 raise InvalidArgumentError("prompt", prompt, "a non-empty string")
         sampling = list(sampling) if sampling is not None else self.sampling
         if len(sampling) != len(self.stages):
-            raise InvalidArgumentError("sampling", f"{len(sampling)} entries", f"{len(self.stages)}")
+            raise InvalidArgumentError(
+                "sampling", f"{len(sampling)} entries", f"{len(self.stages)}"
+            )
         stages = self.stages[: num_stages or len(self.stages)]
 
         text_embeds, text_mask = self.encode(prompts)
@@ -462,7 +474,9 @@ def check_stages(configs: Sequence[StageConfig], *, text_dim: int, where: str = 
 
 def read_cascade_config(directory: Path) -> CascadeConfig:
     if not directory.is_dir():
-        raise ModelDirectoryError(f"model directory {directory} does not exist or is not a directory")
+        raise ModelDirectoryError(
+            f"model directory {directory} does not exist or is not a directory"
+        )
     path = directory / CASCADE_FILE
     if not path.is_file():
         raise ModelDirectoryError(

@@ -68,7 +68,9 @@ def _sampling_overrides(args: argparse.Namespace) -> dict:
         "percentile": "dynamic_threshold_percentile",
         "noise_aug": "noise_aug_level",
     }
-    return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
+    return {
+        field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None
+    }
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -91,9 +93,19 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
         config = read_cascade_config(model_dir)
         resolved = [e.sampling.replace(**overrides).to_dict() for e in config.stages]
-        print(json.dumps({"model": str(model_dir), "prompt": args.prompt, "out": str(out),
-                          "num_images": args.num_images, "seed": args.seed,
-                          "stages": resolved}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": str(model_dir),
+                    "prompt": args.prompt,
+                    "out": str(out),
+                    "num_images": args.num_images,
+                    "seed": args.seed,
+                    "stages": resolved,
+                },
+                indent=2,
+            )
+        )
         return 0
 
     from tqdm import tqdm
@@ -101,18 +113,32 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     cascade = openimagen.load(model_dir, device=args.device)
     sampling = [s.replace(**overrides) for s in cascade.sampling]
     seeds = [args.seed + i for i in range(args.num_images)]
-    with tqdm(total=sum(s.steps for s in sampling[: args.stages or None]),
-              desc="sampling", unit="step", disable=args.quiet, file=sys.stderr) as bar:
+    with tqdm(
+        total=sum(s.steps for s in sampling[: args.stages or None]),
+        desc="sampling",
+        unit="step",
+        disable=args.quiet,
+        file=sys.stderr,
+    ) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.n)
 
-        images = cascade.generate([args.prompt] * len(seeds), seeds, sampling=sampling,
-                                  num_stages=args.stages, progress=progress)
+        images = cascade.generate(
+            [args.prompt] * len(seeds),
+            seeds,
+            sampling=sampling,
+            num_stages=args.stages,
+            progress=progress,
+        )
     meta = [
-        {"prompt": args.prompt, "seed": seed, "model": cascade.model_id,
-         "sampling": [SamplingConfig.to_dict(s) for s in sampling],
-         "software": f"openimagen {__version__}"}
+        {
+            "prompt": args.prompt,
+            "seed": seed,
+            "model": cascade.model_id,
+            "sampling": [SamplingConfig.to_dict(s) for s in sampling],
+            "software": f"openimagen {__version__}",
+        }
         for seed in seeds
     ]
     for path in save_images(images, out, meta):
@@ -134,10 +160,13 @@ def _read_prompts(path: Path) -> list[str]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InvalidArgumentError(f"{path} line {number}", line[:60], "valid JSON") from exc
+                raise InvalidArgumentError(
+                    f"{path} line {number}", line[:60], "valid JSON"
+                ) from exc
             if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-                raise InvalidArgumentError(f"{path} line {number}", line[:60],
-                                           'an object with a string "prompt" field')
+                raise InvalidArgumentError(
+                    f"{path} line {number}", line[:60], 'an object with a string "prompt" field'
+                )
             prompts.append(record["prompt"])
         else:
             prompts.append(line.strip())
@@ -170,54 +199,120 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    info = sub.add_parser("info", help="show versions, presets, or one preset's size",
-                          formatter_class=_formatter)
-    info.add_argument("--preset", metavar="NAME", default=None,
-                      help="describe a U-Net preset: sizes and parameter count")
+    info = sub.add_parser(
+        "info", help="show versions, presets, or one preset's size", formatter_class=_formatter
+    )
+    info.add_argument(
+        "--preset",
+        metavar="NAME",
+        default=None,
+        help="describe a U-Net preset: sizes and parameter count",
+    )
     info.set_defaults(func=_cmd_info)
 
     gen = sub.add_parser("generate", help="draw images for a prompt", formatter_class=_formatter)
     gen.add_argument("prompt", metavar="PROMPT", help="the text prompt")
-    gen.add_argument("--model", metavar="DIR", default=None,
-                     help="model directory (default: the bundled model)")
-    gen.add_argument("--out", metavar="FILE", default="openimagen.png",
-                     help="output PNG; several images become FILE-0.png, ... plus FILE-grid.png")
-    gen.add_argument("--num-images", "-n", type=_ranged(int, 1, MAX_IMAGES, f"an integer in [1, {MAX_IMAGES}]"),
-                     default=1, help="images to draw; image i uses seed SEED+i")
-    gen.add_argument("--seed", type=_ranged(int, 0, 2**63 - 1, "an integer >= 0"), default=0,
-                     help="random seed of the first image")
-    gen.add_argument("--steps", type=_ranged(int, 1, 10000, "an integer in [1, 10000]"),
-                     default=None, help="sampling steps for every stage (default: the model's)")
-    gen.add_argument("--guidance", type=_ranged(float, 0.0, 100.0, "a number in [0, 100]"),
-                     default=None, help="classifier-free guidance weight w; 1 = no guidance")
-    gen.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp_2m"], default=None,
-                     help="sampler for every stage (default: the model's)")
-    gen.add_argument("--threshold", choices=["none", "static", "dynamic"], default=None,
-                     help="x0 thresholding (default: the model's)")
-    gen.add_argument("--percentile", type=_ranged(float, 1e-9, 100.0, "a number in (0, 100]"),
-                     default=None, help="dynamic thresholding percentile (default: the model's)")
-    gen.add_argument("--noise-aug", type=_ranged(float, 0.0, 1.0, "a number in [0, 1]"),
-                     default=None, help="SR noise-augmentation level at sampling time")
-    gen.add_argument("--stages", type=_ranged(int, 1, 16, "an integer >= 1"), default=None,
-                     help="run only the first N stages (default: all)")
+    gen.add_argument(
+        "--model", metavar="DIR", default=None, help="model directory (default: the bundled model)"
+    )
+    gen.add_argument(
+        "--out",
+        metavar="FILE",
+        default="openimagen.png",
+        help="output PNG; several images become FILE-0.png, ... plus FILE-grid.png",
+    )
+    gen.add_argument(
+        "--num-images",
+        "-n",
+        type=_ranged(int, 1, MAX_IMAGES, f"an integer in [1, {MAX_IMAGES}]"),
+        default=1,
+        help="images to draw; image i uses seed SEED+i",
+    )
+    gen.add_argument(
+        "--seed",
+        type=_ranged(int, 0, 2**63 - 1, "an integer >= 0"),
+        default=0,
+        help="random seed of the first image",
+    )
+    gen.add_argument(
+        "--steps",
+        type=_ranged(int, 1, 10000, "an integer in [1, 10000]"),
+        default=None,
+        help="sampling steps for every stage (default: the model's)",
+    )
+    gen.add_argument(
+        "--guidance",
+        type=_ranged(float, 0.0, 100.0, "a number in [0, 100]"),
+        default=None,
+        help="classifier-free guidance weight w; 1 = no guidance",
+    )
+    gen.add_argument(
+        "--sampler",
+        choices=["ddpm", "ddim", "dpmpp_2m"],
+        default=None,
+        help="sampler for every stage (default: the model's)",
+    )
+    gen.add_argument(
+        "--threshold",
+        choices=["none", "static", "dynamic"],
+        default=None,
+        help="x0 thresholding (default: the model's)",
+    )
+    gen.add_argument(
+        "--percentile",
+        type=_ranged(float, 1e-9, 100.0, "a number in (0, 100]"),
+        default=None,
+        help="dynamic thresholding percentile (default: the model's)",
+    )
+    gen.add_argument(
+        "--noise-aug",
+        type=_ranged(float, 0.0, 1.0, "a number in [0, 1]"),
+        default=None,
+        help="SR noise-augmentation level at sampling time",
+    )
+    gen.add_argument(
+        "--stages",
+        type=_ranged(int, 1, 16, "an integer >= 1"),
+        default=None,
+        help="run only the first N stages (default: all)",
+    )
     gen.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    gen.add_argument("--dry-run", action="store_true",
-                     help="print the resolved settings and exit without sampling")
+    gen.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved settings and exit without sampling",
+    )
     gen.set_defaults(func=_cmd_generate)
 
-    enc = sub.add_parser("encode-text", help="fill the text-embedding cache",
-                         formatter_class=_formatter)
+    enc = sub.add_parser(
+        "encode-text", help="fill the text-embedding cache", formatter_class=_formatter
+    )
     enc.add_argument("text", nargs="*", metavar="TEXT", help="prompts to encode")
-    enc.add_argument("--prompts", metavar="FILE", default=None,
-                     help="a .txt file (one prompt a line) or .jsonl file with a 'prompt' field")
+    enc.add_argument(
+        "--prompts",
+        metavar="FILE",
+        default=None,
+        help="a .txt file (one prompt a line) or .jsonl file with a 'prompt' field",
+    )
     enc.add_argument("--cache", metavar="DIR", required=True, help="cache directory")
-    enc.add_argument("--encoder", default="minilm",
-                     help="text encoder: 'minilm' (bundled), a local directory or a hub id")
-    enc.add_argument("--max-length", type=_ranged(int, 1, 4096, "an integer in [1, 4096]"),
-                     default=64, help="tokens kept per prompt; longer prompts are truncated")
-    enc.add_argument("--batch-size", type=_ranged(int, 1, 4096, "an integer in [1, 4096]"),
-                     default=64, help="prompts encoded per forward pass")
+    enc.add_argument(
+        "--encoder",
+        default="minilm",
+        help="text encoder: 'minilm' (bundled), a local directory or a hub id",
+    )
+    enc.add_argument(
+        "--max-length",
+        type=_ranged(int, 1, 4096, "an integer in [1, 4096]"),
+        default=64,
+        help="tokens kept per prompt; longer prompts are truncated",
+    )
+    enc.add_argument(
+        "--batch-size",
+        type=_ranged(int, 1, 4096, "an integer in [1, 4096]"),
+        default=64,
+        help="prompts encoded per forward pass",
+    )
     enc.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     enc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     enc.set_defaults(func=_cmd_encode_text)

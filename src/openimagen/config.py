@@ -141,7 +141,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, option, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {_type_name(tp)}")
+        raise ConfigError(
+            errors[0]
+            if len(errors) == 1
+            else f"{where}: {value!r} matches none of {_type_name(tp)}"
+        )
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)
@@ -154,7 +158,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+        return tuple(
+            _coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table/object, got {type(value).__name__}")

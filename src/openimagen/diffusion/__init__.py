@@ -1,1 +1,92 @@
-"""diffusion package."""
+"""Continuous-time Gaussian diffusion: schedules, objectives, guidance, thresholding, samplers.
+
+- :mod:`.schedule`: log-SNR schedules of t in [0, 1] and timestep grids;
+- :mod:`.objectives`: q(x_t | x_0), eps / v / x0 conversions and the training loss;
+- :mod:`.guidance`: the denoiser interface ``(x_t, t, cond) -> x0_hat``, classifier-free
+  guidance and static / dynamic thresholding as denoiser wrappers;
+- :mod:`.samplers`: DDPM, DDIM and DPM-Solver++(2M) as pure functions over a denoiser.
+"""
+
+from openimagen.diffusion.guidance import (
+    THRESHOLDS,
+    Denoiser,
+    ModelFn,
+    apply_threshold,
+    classifier_free_guidance,
+    concat_cond,
+    dynamic_threshold,
+    dynamic_threshold_x0,
+    model_to_denoiser,
+    static_threshold,
+    static_threshold_x0,
+)
+from openimagen.diffusion.objectives import (
+    PREDICTIONS,
+    Prediction,
+    diffusion_loss,
+    eps_from_x0,
+    min_snr_weight,
+    prediction_to_x0,
+    q_sample,
+    v_from_x0_eps,
+    x0_from_eps,
+    x0_from_v,
+)
+from openimagen.diffusion.samplers import (
+    SAMPLERS,
+    Callback,
+    GeneratorArg,
+    ddim,
+    ddpm,
+    dpm_solver_pp_2m,
+    get_sampler,
+    randn_per_sample,
+)
+from openimagen.diffusion.schedule import (
+    SCHEDULES,
+    Schedule,
+    alpha_sigma,
+    get_schedule,
+    logsnr_cosine,
+    logsnr_linear,
+    uniform_timesteps,
+)
+
+__all__ = [
+    "PREDICTIONS",
+    "SAMPLERS",
+    "SCHEDULES",
+    "THRESHOLDS",
+    "Callback",
+    "Denoiser",
+    "GeneratorArg",
+    "ModelFn",
+    "Prediction",
+    "Schedule",
+    "alpha_sigma",
+    "apply_threshold",
+    "classifier_free_guidance",
+    "concat_cond",
+    "ddim",
+    "ddpm",
+    "diffusion_loss",
+    "dpm_solver_pp_2m",
+    "dynamic_threshold",
+    "dynamic_threshold_x0",
+    "eps_from_x0",
+    "get_sampler",
+    "get_schedule",
+    "logsnr_cosine",
+    "logsnr_linear",
+    "min_snr_weight",
+    "model_to_denoiser",
+    "prediction_to_x0",
+    "q_sample",
+    "randn_per_sample",
+    "static_threshold",
+    "static_threshold_x0",
+    "uniform_timesteps",
+    "v_from_x0_eps",
+    "x0_from_eps",
+    "x0_from_v",
+]

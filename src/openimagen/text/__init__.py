@@ -1,1 +1,34 @@
-"""text package."""
+"""Frozen text encoders (prompt -> token embeddings + mask) and the on-disk embedding cache.
+
+``load_text_encoder("minilm")`` gives the bundled pretrained all-MiniLM-L6-v2 (offline);
+``load_text_encoder(path_or_hub_id)`` any T5 (encoder only) or encoder-only Hugging Face
+model. ``TextEmbeddingCache`` + ``encode_with_cache`` / ``fill_cache`` precompute and reuse
+the embeddings of training prompts, as Imagen does with T5-XXL.
+"""
+
+from openimagen.text.cache import (
+    TextEmbeddingCache,
+    cache_key,
+    encode_with_cache,
+    fill_cache,
+)
+from openimagen.text.encoder import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_TEXT_ENCODER,
+    TextEncoder,
+    load_text_encoder,
+)
+from openimagen.text.huggingface import TEXT_ENCODER_ALIASES, HFTextEncoder
+
+__all__ = [
+    "DEFAULT_MAX_LENGTH",
+    "DEFAULT_TEXT_ENCODER",
+    "TEXT_ENCODER_ALIASES",
+    "HFTextEncoder",
+    "TextEmbeddingCache",
+    "TextEncoder",
+    "cache_key",
+    "encode_with_cache",
+    "fill_cache",
+    "load_text_encoder",
+]

@@ -1,0 +1,392 @@
+"""The Efficient U-Net of Imagen (Saharia et al. 2022, appendix B.1, Figs. A.27-A.30).
+
+Paper features, and where they are:
+- more residual blocks at lower resolutions: ``UNetConfig.num_res_blocks`` per level;
+- skip connections scaled by 1/sqrt(2): ``_SKIP_SCALE`` in ``EfficientUNet.forward``;
+- memory-efficient ordering: a down level downsamples BEFORE its convolutions and an
+  up level upsamples AFTER its convolutions (``memory_efficient=True``);
+- conditioning vector = timestep embedding (sinusoidal -> MLP) + pooled text embedding
+  (masked mean of layer-normed text embeddings -> linear) [+ aug-level embedding for SR];
+- text cross-attention at chosen levels on the layer-normed text embeddings, with a
+  learned null token so an all-False mask (classifier-free guidance) is valid;
+- super-resolution: the upsampled low-res image is concatenated to x_t as input channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from openimagen.config import Config
+from openimagen.errors import ConfigError, InvalidArgumentError, InvalidTypeError, ShapeError
+from openimagen.models.layers import (
+    CrossAttention,
+    Downsample,
+    ResBlock,
+    ScalarEmbedding,
+    SelfAttention,
+    Upsample,
+    group_norm,
+)
+
+_SKIP_SCALE = 1.0 / math.sqrt(2.0)  # Imagen appendix B.1: skip connections scaled by 1/sqrt(2)
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetConfig(Config):
+    """Everything that defines an :class:`EfficientUNet`; stored as ``config.json``."""
+
+    # training resolution (the net is fully convolutional and runs at any multiple of
+    # 2**(levels-1))
+    image_size: int
+    # width of level 0; level i has base_channels * channel_mults[i] channels
+    base_channels: int
+    # channel multiplier per level (highest resolution first)
+    channel_mults: tuple[int, ...]
+    # residual blocks per level; Efficient U-Net puts more at the lower resolutions
+    num_res_blocks: tuple[int, ...]
+    # text cross-attention per level
+    cross_attention_levels: tuple[bool, ...]
+    # spatial self-attention per level (keep it off at high resolution)
+    self_attention_levels: tuple[bool, ...]
+    # width D of the text encoder's token embeddings
+    text_embed_dim: int
+    # width of the conditioning vector (timestep + pooled text [+ aug level])
+    cond_dim: int
+    # channels of the noisy image x_t
+    in_channels: int = 3
+    # channels of the network output
+    out_channels: int = 3
+    # channels per attention head
+    attention_head_dim: int = 64
+    # dropout inside residual blocks
+    dropout: float = 0.0
+    # super-resolution variant: takes lowres (upsampled) and aug_level
+    super_resolution: bool = False
+    # what the head predicts; the diffusion code converts it
+    prediction: Literal["eps", "v", "x0"] = "eps"
+    # Efficient U-Net ordering: downsample before / upsample after a level's convolutions
+    memory_efficient: bool = True
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.channel_mults)
+
+    def level_channels(self) -> tuple[int, ...]:
+        return tuple(self.base_channels * m for m in self.channel_mults)
+
+    def validate(self) -> None:
+        def positive(name: str, value: int) -> None:
+            if value < 1:
+                raise ConfigError(f"{name}={value!r}: must be a positive integer")
+
+        for name in (
+            "image_size",
+            "base_channels",
+            "text_embed_dim",
+            "cond_dim",
+            "in_channels",
+            "out_channels",
+            "attention_head_dim",
+        ):
+            positive(name, getattr(self, name))
+        n = len(self.channel_mults)
+        if n < 1:
+            raise ConfigError("channel_mults=(): needs at least one level")
+        for name in ("num_res_blocks", "cross_attention_levels", "self_attention_levels"):
+            value = getattr(self, name)
+            if len(value) != n:
+                raise ConfigError(
+                    f"{name}={value!r}: has {len(value)} entries but channel_mults has {n}; "
+                    "give one entry per level"
+                )
+        for i, m in enumerate(self.channel_mults):
+            positive(f"channel_mults[{i}]", m)
+        for i, r in enumerate(self.num_res_blocks):
+            positive(f"num_res_blocks[{i}]", r)
+        if self.image_size % 2 ** (n - 1):
+            raise ConfigError(
+                f"image_size={self.image_size}: must be divisible by 2**(levels-1)="
+                f"{2 ** (n - 1)} for {n} levels"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout={self.dropout!r}: must be in [0, 1)")
+        if self.cond_dim % 2:
+            raise ConfigError(f"cond_dim={self.cond_dim}: must be even (sinusoidal features)")
+        for i, ch in enumerate(self.level_channels()):
+            attends = self.cross_attention_levels[i] or self.self_attention_levels[i]
+            if attends and ch % self.attention_head_dim:
+                raise ConfigError(
+                    f"attention_head_dim={self.attention_head_dim}: must divide the "
+                    f"{ch} channels of level {i}, which has attention"
+                )
+
+
+class _Level(nn.Module):
+    """One resolution level: [resample] -> res blocks -> [self-attn] [cross-attn] -> [resample]."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        blocks: int,
+        cfg: UNetConfig,
+        self_attention: bool,
+        cross_attention: bool,
+        before: nn.Module | None,
+        after: nn.Module | None,
+        block_in: int | None = None,
+    ):
+        super().__init__()
+        self.before, self.after = before, after
+        first = in_channels if block_in is None else block_in
+        self.blocks = nn.ModuleList(
+            [ResBlock(first if j == 0 else channels, channels, cfg.dropout) for j in range(blocks)]
+        )
+        hd = cfg.attention_head_dim
+        self.self_attn = SelfAttention(channels, hd) if self_attention else None
+        self.cross_attn = CrossAttention(channels, cfg.cond_dim, hd) if cross_attention else None
+
+    def film_sizes(self) -> list[int]:
+        return [2 * b.out_channels for b in self.blocks]
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        films: tuple[torch.Tensor, ...],
+        context: torch.Tensor,
+        attn_mask: torch.Tensor,
+        skip: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Everything but ``after`` (the caller taps the down path's skip before it)."""
+        if self.before is not None:
+            h = self.before(h)
+        if skip is not None:
+            h = torch.cat([h, skip * _SKIP_SCALE], dim=1)  # [B, Ch + Cs, h, w]
+        for block, film in zip(self.blocks, films, strict=True):
+            h = block(h, film)
+        if self.self_attn is not None:
+            h = self.self_attn(h)
+        if self.cross_attn is not None:
+            h = self.cross_attn(h, context, attn_mask)
+        return h
+
+
+class EfficientUNet(nn.Module):
+    """Imagen's Efficient U-Net, base (text -> image) or super-resolution, from one config."""
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        if not isinstance(config, UNetConfig):
+            raise InvalidTypeError("config", config, "a UNetConfig")
+        self.config = cfg = config
+        chs = cfg.level_channels()
+        n = cfg.num_levels
+        d = cfg.cond_dim
+        in_ch = cfg.in_channels * (2 if cfg.super_resolution else 1)
+        self.init_conv = nn.Conv2d(in_ch, cfg.base_channels, 3, padding=1)
+
+        # conditioning (appendix B.1): time embedding + pooled text [+ aug level]
+        self.time_embed = ScalarEmbedding(d)
+        self.aug_embed = ScalarEmbedding(d) if cfg.super_resolution else None
+        self.text_norm = nn.LayerNorm(cfg.text_embed_dim)  # layer norm on the text embeddings
+        self.text_proj = nn.Linear(cfg.text_embed_dim, d)  # context for every cross-attention
+        self.pool_proj = nn.Linear(cfg.text_embed_dim, d)  # pooled text -> conditioning vector
+        self.null_pooled = nn.Parameter(torch.zeros(d))  # pooled embedding of an empty mask
+
+        # down path: one skip per level, taken at the level's output
+        eff = cfg.memory_efficient
+        self.down = nn.ModuleList()
+        prev = cfg.base_channels
+        for i in range(n):
+            before = Downsample(prev, prev) if (eff and i > 0) else None
+            after = Downsample(chs[i], chs[i]) if (not eff and i < n - 1) else None
+            self.down.append(
+                _Level(
+                    prev,
+                    chs[i],
+                    cfg.num_res_blocks[i],
+                    cfg,
+                    cfg.self_attention_levels[i],
+                    cfg.cross_attention_levels[i],
+                    before,
+                    after,
+                )
+            )
+            prev = chs[i]
+
+        # middle, at the lowest resolution (ours: res block, attention as the last level, res block)
+        self.mid = _Level(
+            prev,
+            prev,
+            2,
+            cfg,
+            cfg.self_attention_levels[-1],
+            cfg.cross_attention_levels[-1],
+            None,
+            None,
+        )
+
+        # up path: concat the (scaled) skip, res blocks, attention, then upsample
+        self.up = nn.ModuleList()
+        for i in reversed(range(n)):
+            if eff:
+                before = None
+                after = Upsample(chs[i], chs[i - 1]) if i > 0 else None
+                block_in = prev + chs[i]
+            else:
+                before = Upsample(prev, prev) if i < n - 1 else None
+                after = None
+                block_in = prev + chs[i]
+            self.up.append(
+                _Level(
+                    prev,
+                    chs[i],
+                    cfg.num_res_blocks[i],
+                    cfg,
+                    cfg.self_attention_levels[i],
+                    cfg.cross_attention_levels[i],
+                    before,
+                    after,
+                    block_in=block_in,
+                )
+            )
+            prev = chs[i - 1] if (eff and i > 0) else chs[i]
+
+        self.out_norm = group_norm(prev)
+        self.out_conv = nn.Conv2d(prev, cfg.out_channels, 3, padding=1)
+
+        # every res block's (scale, shift) from ONE linear layer (fewer kernel launches)
+        self._film_sizes = [s for lv in self._levels() for s in lv.film_sizes()]
+        self.film = nn.Linear(d, sum(self._film_sizes))
+
+    def _levels(self) -> list[_Level]:
+        return [*self.down, self.mid, *self.up]
+
+    # -- input checks ---------------------------------------------------------------------
+    def _check(self, x_t, t, text_embeds, text_mask, lowres, aug_level) -> None:
+        cfg = self.config
+        if not isinstance(x_t, torch.Tensor):
+            raise InvalidTypeError("x_t", x_t, "a torch.Tensor [B, C, H, W]")
+        step = 2 ** (cfg.num_levels - 1)
+        if x_t.ndim != 4 or x_t.shape[1] != cfg.in_channels:
+            raise ShapeError("x_t", x_t.shape, f"[B, {cfg.in_channels}, H, W]")
+        b, _, h, w = x_t.shape
+        if h % step or w % step:
+            raise ShapeError("x_t", x_t.shape, f"H and W divisible by {step}")
+        if not isinstance(t, torch.Tensor) or t.shape != (b,):
+            raise ShapeError("t", tuple(getattr(t, "shape", ())), f"[{b}] (one time per sample)")
+        if text_embeds is not None:
+            if (
+                text_embeds.ndim != 3
+                or text_embeds.shape[0] != b
+                or (text_embeds.shape[2] != cfg.text_embed_dim)
+            ):
+                raise ShapeError(
+                    "text_embeds", text_embeds.shape, f"[{b}, L, {cfg.text_embed_dim}]"
+                )
+            if text_mask is not None and tuple(text_mask.shape) != tuple(text_embeds.shape[:2]):
+                raise ShapeError("text_mask", text_mask.shape, f"{list(text_embeds.shape[:2])}")
+        elif text_mask is not None and (text_mask.ndim != 2 or text_mask.shape[0] != b):
+            raise ShapeError("text_mask", text_mask.shape, f"[{b}, L]")
+        if text_mask is not None and text_mask.dtype != torch.bool:
+            raise InvalidArgumentError(
+                "text_mask.dtype", text_mask.dtype, "torch.bool", "pass mask.bool()"
+            )
+        if cfg.super_resolution:
+            if lowres is None or aug_level is None:
+                missing = "lowres" if lowres is None else "aug_level"
+                raise InvalidArgumentError(
+                    missing,
+                    None,
+                    "a tensor for a super-resolution U-Net",
+                    "pass lowres=[B, C, H, W] (the low-res image upsampled to x_t's size) and "
+                    "aug_level=[B] in [0, 1]",
+                )
+            if tuple(lowres.shape) != tuple(x_t.shape):
+                raise ShapeError("lowres", lowres.shape, f"{list(x_t.shape)} (same as x_t)")
+            if tuple(aug_level.shape) != (b,):
+                raise ShapeError("aug_level", aug_level.shape, f"[{b}]")
+        else:
+            for name, value in (("lowres", lowres), ("aug_level", aug_level)):
+                if value is not None:
+                    raise InvalidArgumentError(
+                        name,
+                        "a tensor",
+                        "None for a base (non super-resolution) U-Net",
+                        f"drop {name}, or use a config with super_resolution=True",
+                    )
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        text_embeds: torch.Tensor | None,
+        text_mask: torch.Tensor | None,
+        lowres: torch.Tensor | None = None,
+        aug_level: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predict eps / v / x0 (per ``config.prediction``) for x_t [B, C, H, W] at time t [B].
+
+        ``text_mask`` False marks padding; an all-False mask or ``text_embeds=None`` is the
+        unconditional model (classifier-free guidance).
+        """
+        self._check(x_t, t, text_embeds, text_mask, lowres, aug_level)
+        cfg = self.config
+        b = x_t.shape[0]
+        dtype = self.init_conv.weight.dtype
+
+        # conditioning vector [B, d]
+        cond = self.time_embed(t)  # [B, d]
+        if text_embeds is None:
+            context = x_t.new_zeros(b, 0, cfg.cond_dim, dtype=dtype)  # [B, 0, d]
+            attn_mask = torch.ones(b, 1, 1, 1, dtype=torch.bool, device=x_t.device)
+            pooled = self.null_pooled.expand(b, -1)  # [B, d]
+        else:
+            if text_mask is None:
+                text_mask = torch.ones(
+                    text_embeds.shape[:2], dtype=torch.bool, device=text_embeds.device
+                )
+            text = self.text_norm(text_embeds.to(dtype))  # [B, L, D]
+            context = self.text_proj(text)  # [B, L, d]
+            m = text_mask.to(text.dtype)[..., None]  # [B, L, 1]
+            # masked mean; where() rather than multiply so masked NaN/inf cannot leak in
+            summed = torch.where(text_mask[..., None], text, 0.0).sum(1)  # [B, D]
+            count = m.sum(1)  # [B, 1]
+            pooled = self.pool_proj(summed / count.clamp(min=1.0))  # [B, d]
+            pooled = torch.where(count > 0, pooled, self.null_pooled.to(pooled.dtype))
+            context = torch.where(text_mask[..., None], context, 0.0)
+            keep_null = text_mask.new_ones(b, 1)
+            attn_mask = torch.cat([keep_null, text_mask], 1)[:, None, None, :]  # [B,1,1,L+1]
+        cond = cond + pooled
+        if self.aug_embed is not None:
+            cond = cond + self.aug_embed(aug_level)
+        films = self.film(F.silu(cond)).split(self._film_sizes, dim=1)  # per res block
+
+        x = x_t if lowres is None else torch.cat([x_t, lowres], dim=1)  # [B, C(*2), H, W]
+        h = self.init_conv(x.to(dtype))  # [B, base, H, W]
+        k = 0
+        skips = []
+        for level in self.down:
+            nb = len(level.blocks)
+            h = level(h, films[k : k + nb], context, attn_mask)
+            k += nb
+            skips.append(h)  # one skip per level, tapped before any downsampling
+            if level.after is not None:
+                h = level.after(h)
+        nb = len(self.mid.blocks)
+        h = self.mid(h, films[k : k + nb], context, attn_mask)
+        k += nb
+        for level in self.up:
+            nb = len(level.blocks)
+            h = level(h, films[k : k + nb], context, attn_mask, skip=skips.pop())
+            k += nb
+            if level.after is not None:
+                h = level.after(h)
+        return self.out_conv(F.silu(self.out_norm(h)))  # [B, out_channels, H, W]

