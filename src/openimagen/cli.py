@@ -188,6 +188,128 @@ def _cmd_encode_text(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- train / export ----------------------------------------------------------------------------
+def _cmd_train(args: argparse.Namespace) -> int:
+    from openimagen.train import train
+
+    result = train(args.config, output_dir=args.output, resume=args.resume, dry_run=args.dry_run)
+    if args.dry_run:
+        resolved = {
+            "config": result.config.to_dict(),
+            "stage_config": result.stage_config.to_dict(),
+        }
+        print(json.dumps(resolved, indent=2))
+        return 0
+    print(f"trained to step {result.step}; checkpoint: {result.checkpoint}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from openimagen.cascade import SamplingConfig
+    from openimagen.train import export_stage
+
+    sampling = SamplingConfig().replace(**_sampling_overrides(args))
+    out = export_stage(
+        args.checkpoint,
+        args.model,
+        sampling=sampling,
+        dtype=torch.float16 if args.fp16 else torch.float32,
+        overwrite=args.overwrite,
+    )
+    print(out)
+    return 0
+
+
+# -- eval ----------------------------------------------------------------------------------------
+def _cmd_eval_shapebench(args: argparse.Namespace) -> int:
+    import torch
+
+    import openimagen
+    from openimagen.eval.shapebench import builtin_prompts, load_prompt_file, run_shapebench
+
+    if args.prompts:
+        specs = load_prompt_file(args.prompts)
+    else:
+        specs = builtin_prompts(args.split, args.num_prompts, args.seed)
+    cascade = openimagen.load(args.model, device=args.device)
+    sampling = [s.replace(**_sampling_overrides(args)) for s in cascade.sampling]
+
+    def generate(prompts: list[str], seeds: list[int]) -> torch.Tensor:
+        return cascade.generate(prompts, seeds, sampling=sampling, num_stages=args.stages)
+
+    stages = len(cascade.stages) if args.stages is None else min(args.stages, len(cascade.stages))
+    settings = {
+        "model": cascade.model_id,
+        "prompts": str(args.prompts) if args.prompts else f"builtin:{args.split}",
+        "stages": stages,
+        "sampling": [s.to_dict() for s in sampling[:stages]],
+        "software": f"openimagen {__version__}",
+    }
+    report = run_shapebench(
+        generate,
+        specs,
+        args.out,
+        num_per_prompt=args.num_per_prompt,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        settings=settings,
+    )
+    summary = report["summary"]
+    rows = [("all_correct", summary["all_correct"]), *summary["attributes"].items()]
+    for name, rate in rows:
+        if rate["accuracy"] is not None:
+            low, high = rate["ci95"]
+            print(
+                f"{name:12s} {rate['accuracy']:6.1%}  95% CI [{low:.1%}, {high:.1%}]"
+                f"  ({rate['correct']}/{rate['total']})"
+            )
+    print(f"report: {Path(args.out) / 'report.json'}  page: {Path(args.out) / 'index.html'}")
+    return 0
+
+
+def _add_sampling_options(p: argparse.ArgumentParser, scope: str = "every stage") -> None:
+    """The sampling overrides shared by generate, eval and export (see :func:`_sampling_overrides`)."""
+    p.add_argument(
+        "--steps",
+        type=_ranged(int, 1, 10000, "an integer in [1, 10000]"),
+        default=None,
+        help=f"sampling steps for {scope} (default: the model's)",
+    )
+    p.add_argument(
+        "--guidance",
+        type=_ranged(float, 0.0, 100.0, "a number in [0, 100]"),
+        default=None,
+        help="classifier-free guidance weight w; 1 = no guidance",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=["ddpm", "ddim", "dpmpp_2m"],
+        default=None,
+        help=f"sampler for {scope} (default: the model's)",
+    )
+    p.add_argument(
+        "--threshold",
+        choices=["none", "static", "dynamic"],
+        default=None,
+        help="x0 thresholding (default: the model's)",
+    )
+    p.add_argument(
+        "--percentile",
+        type=_ranged(float, 1e-9, 100.0, "a number in (0, 100]"),
+        default=None,
+        help="dynamic thresholding percentile (default: the model's)",
+    )
+    p.add_argument(
+        "--noise-aug",
+        type=_ranged(float, 0.0, 1.0, "a number in [0, 1]"),
+        default=None,
+        help="SR noise-augmentation level at sampling time",
+    )
+
+
 # -- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -234,42 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="random seed of the first image",
     )
-    gen.add_argument(
-        "--steps",
-        type=_ranged(int, 1, 10000, "an integer in [1, 10000]"),
-        default=None,
-        help="sampling steps for every stage (default: the model's)",
-    )
-    gen.add_argument(
-        "--guidance",
-        type=_ranged(float, 0.0, 100.0, "a number in [0, 100]"),
-        default=None,
-        help="classifier-free guidance weight w; 1 = no guidance",
-    )
-    gen.add_argument(
-        "--sampler",
-        choices=["ddpm", "ddim", "dpmpp_2m"],
-        default=None,
-        help="sampler for every stage (default: the model's)",
-    )
-    gen.add_argument(
-        "--threshold",
-        choices=["none", "static", "dynamic"],
-        default=None,
-        help="x0 thresholding (default: the model's)",
-    )
-    gen.add_argument(
-        "--percentile",
-        type=_ranged(float, 1e-9, 100.0, "a number in (0, 100]"),
-        default=None,
-        help="dynamic thresholding percentile (default: the model's)",
-    )
-    gen.add_argument(
-        "--noise-aug",
-        type=_ranged(float, 0.0, 1.0, "a number in [0, 1]"),
-        default=None,
-        help="SR noise-augmentation level at sampling time",
-    )
+    _add_sampling_options(gen)
     gen.add_argument(
         "--stages",
         type=_ranged(int, 1, 16, "an integer >= 1"),
@@ -316,6 +403,99 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     enc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     enc.set_defaults(func=_cmd_encode_text)
+
+    trn = sub.add_parser(
+        "train", help="train one stage of a cascade from a TOML config", formatter_class=_formatter
+    )
+    trn.add_argument(
+        "config", metavar="CONFIG", help="training config (TOML); see docs/training.md"
+    )
+    trn.add_argument(
+        "--output", metavar="DIR", default=None, help="output directory (default: runs/<stem>)"
+    )
+    trn.add_argument(
+        "--resume",
+        metavar="auto|CHECKPOINT",
+        default=None,
+        help="continue from the newest intact checkpoint in --output, or from this one",
+    )
+    trn.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    trn.set_defaults(func=_cmd_train)
+
+    exp = sub.add_parser(
+        "export",
+        help="put a trained stage (EMA weights) into a model directory",
+        formatter_class=_formatter,
+    )
+    exp.add_argument(
+        "checkpoint", metavar="CHECKPOINT", help="a training output directory or checkpoint"
+    )
+    exp.add_argument(
+        "model", metavar="MODEL_DIR", help="model directory to create or add the stage to"
+    )
+    exp.add_argument("--fp16", action="store_true", help="store the weights in float16")
+    exp.add_argument(
+        "--overwrite", action="store_true", help="replace a non-model directory at MODEL_DIR"
+    )
+    _add_sampling_options(exp, scope="this stage's default sampling")
+    exp.set_defaults(func=_cmd_export)
+
+    ev = sub.add_parser("eval", help="evaluate a model", formatter_class=_formatter)
+    ev_sub = ev.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    sb = ev_sub.add_parser(
+        "shapebench",
+        help="exact text-image alignment on shapes-world prompts (docs/shapebench.md)",
+        formatter_class=_formatter,
+    )
+    sb.add_argument(
+        "--model", metavar="DIR", default=None, help="model directory (default: the bundled model)"
+    )
+    sb.add_argument(
+        "--prompts",
+        metavar="FILE.jsonl",
+        default=None,
+        help="spec file (default: built-in prompts)",
+    )
+    sb.add_argument(
+        "--split",
+        choices=["train", "heldout_compositions", "paraphrase"],
+        default="heldout_compositions",
+        help="split of the built-in prompts",
+    )
+    sb.add_argument(
+        "--num-prompts",
+        type=_ranged(int, 1, 100000, "an integer >= 1"),
+        default=50,
+        help="built-in prompts to draw",
+    )
+    sb.add_argument(
+        "--num-per-prompt",
+        type=_ranged(int, 1, 1000, "an integer in [1, 1000]"),
+        default=4,
+        help="images per prompt",
+    )
+    sb.add_argument(
+        "--seed", type=_ranged(int, 0, 2**62, "an integer >= 0"), default=0, help="first seed"
+    )
+    sb.add_argument(
+        "--batch-size",
+        type=_ranged(int, 1, 4096, "an integer >= 1"),
+        default=16,
+        help="images per batch",
+    )
+    sb.add_argument(
+        "--stages",
+        type=_ranged(int, 1, 16, "an integer >= 1"),
+        default=None,
+        help="run only the first N stages (default: all)",
+    )
+    sb.add_argument(
+        "--out", metavar="DIR", default="shapebench", help="report directory (JSON + HTML)"
+    )
+    _add_sampling_options(sb)
+    sb.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    sb.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    sb.set_defaults(func=_cmd_eval_shapebench)
     return parser
 
 

@@ -1,0 +1,177 @@
+"""Export a trained stage (its EMA weights) from a checkpoint into a model directory.
+
+Where it goes depends on the target and the stage:
+
+* the target holds a ``cascade.json``: the stage is put into that cascade. A base stage
+  replaces stage 0; an SR stage replaces the SR stage with the same low-res input size, or
+  is appended when its input size is the last stage's output size. The cascade's stages
+  are checked to chain (base first, each SR input = previous output) and use the same text
+  encoder, so a cascade is built one ``export`` per trained stage, base first.
+* no cascade there and a base stage: a new one-stage cascade directory is written.
+* no cascade there and an SR stage: a bare stage directory (``config.json`` +
+  ``model.safetensors``), to be exported again into a cascade later.
+
+Everything is written to a temporary directory and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import types
+from pathlib import Path
+
+import torch
+
+from openimagen.cascade import (
+    CASCADE_FILE,
+    Cascade,
+    CascadeConfig,
+    SamplingConfig,
+    Stage,
+    StageConfig,
+    StageEntry,
+    check_stages,
+    read_cascade_config,
+    read_stage_config,
+    save_stage,
+    stage_dir_name,
+)
+from openimagen.errors import ModelDirectoryError
+from openimagen.fileio import atomic_write_json
+from openimagen.train import checkpoint as ckpt
+
+
+def load_ema_stage(checkpoint: str | os.PathLike) -> tuple[Stage, dict]:
+    """The EMA weights of a checkpoint as a :class:`Stage`, plus the checkpoint's state.
+
+    ``checkpoint`` is a ``step_N`` directory or a training output directory (its newest
+    intact checkpoint is used).
+    """
+    path = Path(checkpoint)
+    if not (path / ckpt.STATE_FILE).exists() and (path / "checkpoints").is_dir():
+        found = ckpt.find_resumable(path / "checkpoints")
+        if found is None:
+            raise ModelDirectoryError(f"{path}: no intact checkpoint under {path / 'checkpoints'}")
+        path = found
+    state, tensors = ckpt.read_checkpoint(path)
+    from openimagen.config import ConfigError
+
+    try:
+        stage_config = StageConfig.from_dict(state["stage_config"], where=f"{path}: stage_config")
+    except (KeyError, ConfigError) as exc:
+        raise ModelDirectoryError(f"{path}: unreadable stage config: {exc}") from exc
+    weights = {
+        k.removeprefix("module."): v for k, v in tensors["ema"].items() if k.startswith("module.")
+    }
+    stage = Stage(stage_config)
+    try:
+        stage.unet.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ModelDirectoryError(
+            f"{path}: EMA weights do not fit the stage config: {exc}"
+        ) from exc
+    stage.unet.eval()
+    return stage, state
+
+
+def export_stage(
+    checkpoint: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    sampling: SamplingConfig | None = None,
+    dtype: torch.dtype = torch.float32,
+    overwrite: bool = False,
+) -> Path:
+    """Write the stage of ``checkpoint`` into ``output_dir`` (see the module docstring)."""
+    stage, state = load_ema_stage(checkpoint)
+    text = state["config"]["text"]
+    sampling = sampling or SamplingConfig(
+        noise_aug_level=state["config"]["log"].get("sample_aug_level", 0.0)
+        if stage.is_super_resolution
+        else 0.0
+    )
+    out = Path(output_dir)
+    if (out / CASCADE_FILE).is_file():
+        return _into_cascade(stage, out, sampling, text["encoder"], dtype)
+    if out.exists() and not overwrite and any(out.iterdir()):
+        raise ModelDirectoryError(
+            f"{out} exists and is not an openimagen model directory ({CASCADE_FILE} missing); "
+            "choose an empty or new directory, or pass overwrite=True"
+        )
+    if not stage.is_super_resolution:
+        encoder = types.SimpleNamespace(
+            name=text["encoder"],
+            dim=stage.config.unet.text_embed_dim,
+            max_length=text["max_length"],
+        )
+        return Cascade(encoder, [stage], [sampling]).save(out, dtype=dtype, overwrite=True)
+    tmp = _tmp_sibling(out)
+    try:
+        save_stage(stage, tmp, dtype=dtype)
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _into_cascade(
+    stage: Stage, directory: Path, sampling: SamplingConfig, encoder: str, dtype: torch.dtype
+) -> Path:
+    config = read_cascade_config(directory)
+    if config.text_encoder != encoder:
+        raise ModelDirectoryError(
+            f"{directory} uses text encoder {config.text_encoder!r} but the stage was trained "
+            f"with {encoder!r}; export into a cascade built with the same text encoder"
+        )
+    entries = list(config.stages)
+    configs = [read_stage_config(directory / e.path) for e in entries]
+    new = stage.config
+    if not new.unet.super_resolution:
+        index = 0
+    else:
+        same = [i for i, c in enumerate(configs) if c.lowres_resolution == new.lowres_resolution]
+        index = same[0] if same else len(entries)
+    configs[index : index + 1] = [new]
+    check_stages(configs, text_dim=new.unet.text_embed_dim, where=str(directory))
+    name = stage_dir_name(index, stage)
+    entry = StageEntry(path=name, sampling=sampling)
+    old_path = entries[index].path if index < len(entries) else None
+    entries[index : index + 1] = [entry]
+    tmp = _tmp_sibling(directory / name)
+    try:
+        save_stage(stage, tmp, dtype=dtype)
+        _swap_in(tmp, directory / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_json(
+        directory / CASCADE_FILE,
+        CascadeConfig.from_dict(
+            {**config.to_dict(), "stages": [e.to_dict() for e in entries]}
+        ).to_dict(),
+    )
+    if old_path and old_path != name:
+        shutil.rmtree(directory / old_path, ignore_errors=True)
+    return directory
+
+
+def _tmp_sibling(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(target, old)
+        os.rename(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(new, target)
+
+
+__all__ = ["export_stage", "load_ema_stage"]

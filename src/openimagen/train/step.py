@@ -1,0 +1,212 @@
+"""One training step's inputs and loss: data positions, per-sample randomness, text, loss.
+
+Every random draw of global sample ``i`` comes from generators seeded by ``(train.seed, i)``
+(stream 0: diffusion time, caption dropout, aug level and noise; stream 1: the crop), so a
+sample's loss does not depend on batch size, process count or accumulation, and a resumed
+run repeats the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from openimagen.cascade import SamplingConfig, Stage, StageConfig, prepare_lowres
+from openimagen.data.sources import downsample, item_index, prepare_image
+from openimagen.diffusion import diffusion_loss, get_schedule, q_sample, randn_per_sample
+from openimagen.train.config import TrainConfig
+from openimagen.train.logging import MetricsLogger
+
+
+def per_sample_generator(seed: int, index: int, stream: int) -> torch.Generator:
+    # SeedSequence mixes (seed, index, stream) into well-separated 64-bit seeds.
+    value = np.random.SeedSequence([seed, index, stream]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(value[0]) << 32 | int(value[1]))
+
+
+class TextEmbedder:
+    """Captions -> (embeddings [B, L, D], mask [B, L]) through the caches.
+
+    The in-memory cache encodes each new caption on its own, so a caption's embedding never
+    depends on which other captions shared its batch (exact resume needs that).
+    """
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        from openimagen.text import TextEmbeddingCache, load_text_encoder
+
+        t = config.text
+        self.encoder = load_text_encoder(t.encoder, max_length=t.max_length, device=device)
+        self.disk = TextEmbeddingCache(config.resolve_path(t.cache_dir)) if t.cache_dir else None
+        self.memory: dict[str, torch.Tensor] | None = {} if t.memory_cache else None
+        self.device = device
+
+    def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        from openimagen.text import encode_with_cache
+        from openimagen.text.cache import pad
+
+        if self.memory is None:
+            emb, mask = encode_with_cache(self.encoder, captions, self.disk)
+            return emb.to(self.device), mask.to(self.device)
+        for caption in dict.fromkeys(captions):
+            if caption not in self.memory:
+                emb, mask = encode_with_cache(self.encoder, [caption], self.disk)  # [1, L, D]
+                self.memory[caption] = emb[0][mask[0]].float().cpu()  # [L_i, D]
+                if len(self.memory) > 200_000:
+                    self.memory.pop(next(iter(self.memory)))
+        rows = [self.memory[c] for c in captions]
+        return pad(rows, dim=self.encoder.dim, device=self.device)
+
+
+def load_images(
+    config: TrainConfig, stage: StageConfig, source: Any, indices: range
+) -> tuple[torch.Tensor, list[str]]:
+    """Images [b, 3, R, R] and captions at global sample positions ``indices``."""
+    images, captions = [], []
+    for i in indices:
+        image, caption = source.read(item_index(i, len(source), config.data.seed))
+        images.append(
+            prepare_image(
+                image,
+                stage.resolution,
+                image_size=config.data.image_size,
+                random_crop=config.data.random_crop,
+                generator=per_sample_generator(config.train.seed, i, 1),
+            )
+        )
+        captions.append(caption)
+    return torch.stack(images), captions  # [b, 3, R, R]
+
+
+class MicroBatches(torch.utils.data.Dataset):
+    """This process's micro-batches from global position ``start`` on, in training order.
+
+    Item k is (images, captions, first position): step k // grad_accum after ``start``,
+    accumulation round k % grad_accum, this process's slice of that round. Served through a
+    DataLoader, so ``data.num_workers`` processes decode and render ahead of the GPU.
+    """
+
+    def __init__(self, config: TrainConfig, stage: StageConfig, source: Any, *, start: int,
+                 steps: int, micro: int, rank: int, world: int):  # fmt: skip
+        self.config, self.stage, self.source = config, stage, source
+        self.start, self.micro, self.rank, self.world = start, micro, rank, world
+        self.count = steps * config.train.grad_accum
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, list[str], int]:
+        step, r = divmod(k, self.config.train.grad_accum)
+        per_round = self.micro * self.world
+        first = self.start + step * self.config.train.batch_size + r * per_round
+        first += self.rank * self.micro
+        images, captions = load_images(
+            self.config, self.stage, self.source, range(first, first + self.micro)
+        )
+        return images, captions, first
+
+
+def sample_generators(seed: int, first: int, count: int) -> list[torch.Generator]:
+    """The per-sample generators (stream 0) of positions first .. first + count - 1."""
+    return [per_sample_generator(seed, i, 0) for i in range(first, first + count)]
+
+
+# -- the loss of one micro-batch -------------------------------------------------------------------
+def micro_batch_loss(
+    model: torch.nn.Module,
+    stage: StageConfig,
+    config: TrainConfig,
+    images: torch.Tensor,
+    text_embeds: torch.Tensor,
+    text_mask: torch.Tensor,
+    generators: list[torch.Generator],
+) -> torch.Tensor:
+    """Per-sample diffusion losses [b] for clean ``images`` [b, 3, R, R] in [-1, 1].
+
+    Draw order per sample generator: time t, caption-dropout coin, aug level, noise, aug noise.
+    """
+    device, b = images.device, images.shape[0]
+    schedule = get_schedule(stage.schedule)
+    u = torch.stack([torch.rand(3, generator=g) for g in generators]).to(device)  # [b, 3]
+    t = u[:, 0]  # [b], uniform diffusion time (continuous-time training, VDM sec. 3)
+    # classifier-free guidance (Ho & Salimans 2022): drop the caption of ~text_dropout
+    keep = (u[:, 1] >= config.train.text_dropout).view(b, 1)  # [b, 1]
+    text_mask = text_mask & keep  # [b, L]
+    noise = randn_per_sample(images.shape, generators, device=device, dtype=images.dtype)
+    logsnr = schedule(t)  # [b]
+    x_t = q_sample(images, logsnr, noise)  # [b, 3, R, R]
+    lowres = aug = None
+    if stage.unet.super_resolution:
+        # noise conditioning augmentation (Imagen sec. 2.5): aug level ~ U[0, max_aug_level]
+        aug = u[:, 2] * config.train.max_aug_level  # [b]
+        small = downsample(images, stage.lowres_resolution)  # [b, 3, r, r]
+        lowres = prepare_lowres(small, stage.resolution, aug, schedule, generators)
+    pred = model(x_t, t, text_embeds, text_mask, lowres=lowres, aug_level=aug)
+    return diffusion_loss(
+        pred.float(),
+        images.float(),
+        noise.float(),
+        logsnr,
+        stage.unet.prediction,
+        min_snr_gamma=config.train.min_snr_gamma,
+        reduction="none",
+    )  # [b]
+
+
+class SampleGrid:
+    """Periodic sample grids from the EMA weights, fixed prompts and seeds."""
+
+    def __init__(self, config: TrainConfig, stage: StageConfig, source: Any, embed: Any, out: Path):
+        self.config, self.stage, self.out = config, stage, out
+        prompts = list(config.log.sample_prompts)
+        self.lowres = None
+        if stage.unet.super_resolution:  # SR grids upsample real low-res images
+            items = [
+                source.read(item_index(i, len(source), config.data.seed))
+                for i in range(len(prompts))
+            ]
+            prompts = [c for _, c in items]
+            hi = torch.stack(
+                [
+                    prepare_image(im, stage.resolution, image_size=config.data.image_size)
+                    for im, _ in items
+                ]
+            )
+            self.lowres = downsample(hi, stage.lowres_resolution)  # [N, 3, r, r]
+        self.prompts = prompts
+        self.embeds = embed(prompts)
+
+    def __call__(self, step: int, unet: torch.nn.Module, metrics: MetricsLogger) -> Path:
+        from openimagen.images import make_grid, save_png
+
+        log = self.config.log
+        sampling = SamplingConfig(
+            sampler="ddim",
+            steps=log.sample_steps,
+            guidance_weight=log.sample_guidance,
+            noise_aug_level=log.sample_aug_level,
+        )
+        gens = [torch.Generator().manual_seed(s) for s in log.sample_seeds]
+        stage = Stage(self.stage, unet)
+        emb, mask = self.embeds
+        lowres = self.lowres.to(emb.device) if self.lowres is not None else None
+        images = stage.sample(emb, mask, gens, sampling, lowres=lowres)  # [N, 3, R, R]
+        grid = make_grid(images)
+        path = save_png(
+            grid, self.out / "samples" / f"step_{step:08d}.png", {"prompts": self.prompts}
+        )
+        metrics.log_image(step, "samples", grid)
+        return path
+
+
+__all__ = [
+    "MicroBatches",
+    "SampleGrid",
+    "TextEmbedder",
+    "load_images",
+    "micro_batch_loss",
+    "per_sample_generator",
+    "sample_generators",
+]

@@ -1,0 +1,70 @@
+"""``openimagen train`` and ``openimagen export`` from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from safetensors.torch import load_file
+from train_testutil import (
+    make_config,
+    one_thread,  # noqa: F401  (autouse fixture)
+    write_toml,
+)
+
+from openimagen.cascade import Cascade, read_cascade_config
+from openimagen.cli import main
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path, capsys):
+    config = write_toml(make_config(train={"steps": 7}), tmp_path / "c.toml")
+    code, out, _ = run(["train", str(config), "--output", str(tmp_path / "run"), "--dry-run"], capsys)
+    assert code == 0
+    resolved = json.loads(out)
+    assert resolved["config"]["train"]["steps"] == 7
+    assert resolved["config"]["optim"]["grad_clip"] == 1.0  # a default, filled in
+    assert resolved["stage_config"]["unet"]["base_channels"] == 8
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_train_bad_key_is_one_line_naming_the_key(tmp_path, capsys):
+    config = write_toml(make_config(train={"batch_sise": 4}), tmp_path / "c.toml")
+    code, out, err = run(["train", str(config), "--output", str(tmp_path / "run")], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "batch_sise" in err and err.startswith("openimagen train: error:")
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_then_export_fp16_gives_a_loadable_cascade(tmp_path, capsys, minilm):
+    config = write_toml(make_config(train={"steps": 2, "checkpoint_every": 2}), tmp_path / "c.toml")
+    run_dir = tmp_path / "run"
+    code, out, _ = run(["train", str(config), "--output", str(run_dir)], capsys)
+    assert code == 0 and "step 2" in out
+
+    model = tmp_path / "model"
+    code, out, _ = run(
+        ["export", str(run_dir), str(model), "--fp16", "--sampler", "dpmpp_2m", "--steps", "3"],
+        capsys,
+    )
+    assert code == 0 and out.strip() == str(model)
+    entry = read_cascade_config(model).stages[0]
+    assert entry.sampling.sampler == "dpmpp_2m" and entry.sampling.steps == 3
+    weights = load_file(model / entry.path / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.float16}
+    cascade = Cascade.load(model)
+    images = cascade.generate(["a red circle"], [0])
+    assert images.shape == (1, 3, 16, 16) and images.abs().max() <= 1
+
+    # a second export over a directory that is not a model directory is refused, untouched
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    code, _, err = run(["export", str(run_dir), str(other)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "cascade.json" in err
+    assert sorted(p.name for p in other.iterdir()) == ["keep.txt"]

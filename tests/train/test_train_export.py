@@ -1,0 +1,98 @@
+"""SR training with noise-conditioning augmentation, sample grids, and export into a cascade."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from train_testutil import (
+    make_config,
+    one_thread,  # noqa: F401  (autouse fixture)
+)
+
+from openimagen.cascade import Cascade
+from openimagen.errors import ModelDirectoryError
+from openimagen.models import get_preset
+from openimagen.train import export_stage, run_training
+
+SR_SIZE = get_preset("tiny-sr").image_size
+LOW = SR_SIZE // 2
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A base stage at LOW and an SR stage LOW -> SR_SIZE, two steps each, with grids."""
+    root = tmp_path_factory.mktemp("stages")
+    log = {"sample_every": 2, "sample_steps": 2, "sample_prompts": ["a red circle", "a box"],
+           "sample_seeds": [0, 1]}  # fmt: skip
+    steps = {"steps": 2, "checkpoint_every": 2}
+    base = make_config(stage={"resolution": LOW, "unet": {"image_size": LOW}}, train=steps, log=log)
+    sr = make_config(
+        stage={
+            "preset": "tiny-sr",
+            "resolution": SR_SIZE,
+            "lowres_resolution": LOW,
+            "unet": {"image_size": SR_SIZE},
+        },  # fmt: skip
+        train={**steps, "max_aug_level": 0.3},
+        log={**log, "sample_aug_level": 0.1},
+    )
+    return (
+        run_training(base, root / "base"),
+        run_training(sr, root / "sr"),
+    )
+
+
+def test_sr_training_runs_and_writes_sample_grids(trained):
+    base, sr = trained
+    for result, size in ((base, LOW), (sr, SR_SIZE)):
+        assert len(result.losses) == 2 and all(0 < x < 10 for x in result.losses)
+        grid = result.output_dir / "samples" / "step_00000002.png"
+        from PIL import Image
+
+        with Image.open(grid) as image:
+            # two images side by side with 2-pixel padding
+            assert image.size == (2 * size + 6, size + 4)
+
+
+def test_export_builds_a_cascade_that_loads_with_the_ema_weights(trained, tmp_path, minilm):
+    base, sr = trained
+    model_dir = tmp_path / "model"
+    export_stage(base.output_dir, model_dir)
+    export_stage(sr.output_dir, model_dir)
+    cascade_json = json.loads((model_dir / "cascade.json").read_text())
+    assert [s["path"] for s in cascade_json["stages"]] == [
+        f"stage0_base{LOW}",
+        f"stage1_sr{SR_SIZE}",
+    ]
+    assert cascade_json["stages"][1]["sampling"]["noise_aug_level"] == pytest.approx(0.1)
+    cascade = Cascade.load(model_dir, text_encoder=minilm, device="cpu")
+    ema = load_file(sr.checkpoint / "ema.safetensors")
+    for name, tensor in cascade.stages[1].unet.state_dict().items():
+        assert torch.equal(tensor, ema["module." + name]), name
+    images = cascade.generate(["a red circle"], [0])
+    assert images.shape == (1, 3, SR_SIZE, SR_SIZE)
+
+    # exporting the base stage again replaces stage 0 and keeps the SR stage
+    export_stage(base.checkpoint, model_dir)
+    assert len(json.loads((model_dir / "cascade.json").read_text())["stages"]) == 2
+
+
+def test_export_refuses_a_stage_that_does_not_chain(trained, tmp_path):
+    base, sr = trained
+    alone = tmp_path / "sr-alone"
+    export_stage(sr.output_dir, alone)  # no cascade there: a bare stage directory
+    assert sorted(p.name for p in alone.iterdir()) == ["config.json", "model.safetensors"]
+    with pytest.raises(ModelDirectoryError):
+        export_stage(sr.output_dir, alone)  # not empty, not a cascade
+    model_dir = tmp_path / "model"
+    export_stage(sr.checkpoint.parent.parent.parent / "base", model_dir)
+    cascade_before = (model_dir / "cascade.json").read_bytes()
+    tiny = make_config(stage={"preset": "tiny-sr", "resolution": SR_SIZE, "lowres_resolution":
+                              LOW // 2, "unet": {"image_size": SR_SIZE}}, train={"steps": 1})  # fmt: skip
+    other = run_training(tiny, tmp_path / "sr-other")
+    with pytest.raises(ModelDirectoryError, match="expects"):
+        export_stage(other.output_dir, model_dir)
+    assert (model_dir / "cascade.json").read_bytes() == cascade_before
