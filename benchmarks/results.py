@@ -4,7 +4,7 @@
     python benchmarks/results.py --model DIR --prompts 20 --per-prompt 2 --parts 1,5
 
 Writes docs/results.md, docs/results/*.png (plots and sample grids) and
-docs/results/results.json (every number in the tables); the per-image HTML reports go to
+docs/results/PART.json (every number in the tables); the per-image HTML reports go to
 outputs/results/ (not committed). Every run uses fixed seeds: prompt i, image k has seed
 i * per_prompt + k, so two runs of the same model give the same tables (timings aside).
 
@@ -191,57 +191,69 @@ def plots(results: dict, out: Path) -> None:
         plt.close(fig)
 
 
-def markdown(results: dict, args: argparse.Namespace, command: str) -> str:
-    n = args.prompts * args.per_prompt
+def _setting(meta: dict) -> str:
+    n = meta["prompts"] * meta["per_prompt"]
+    return (
+        f"{meta['prompts']} built-in prompts x {meta['per_prompt']} images = {n} images per "
+        f"setting, image k of prompt i with seed i*{meta['per_prompt']}+k; model "
+        f"`{meta['model']}` on {meta['device']}, {meta['date']}. Command: `{meta['command']}`."
+    )
+
+
+def markdown(results: dict) -> str:
     lines = [
         "# Results",
         "",
-        f"Produced by `{command}` on {results['date']} ({results['device']}); model "
-        f"`{results['model']}`. Every setting scores {args.prompts} built-in ShapeBench prompts "
-        f"x {args.per_prompt} images = {n} images; image k of prompt i uses seed "
-        f"i*{args.per_prompt}+k. Brackets are 95% Wilson confidence intervals. Raw numbers: "
-        "[results/results.json](results/results.json).",
+        "Every table and plot below is written by `python benchmarks/results.py` (options "
+        "under each heading); each part's raw numbers are in `docs/results/partN.json`. "
+        "Brackets are 95% Wilson confidence intervals. Timings were taken on a shared 2-core "
+        "CPU machine and are only comparable within one table.",
         "",
     ]
     if "grids" in results:
         lines += ["## Samples", "",
-                  "Real outputs of the bundled cascade at its default settings, seeds 0-3:", ""]  # fmt: skip
-        for g in results["grids"]:
+                  "Real outputs of the bundled cascade at its default settings (seeds 0-3), "
+                  "`--parts grids`:", ""]  # fmt: skip
+        for g in results["grids"]["data"]:
             lines.append(f"**{g['prompt']}**  \n![{g['prompt']}](results/{g['file']})")
             lines.append("")
     if "part1" in results:
-        lines += ["## 1. ShapeBench, full cascade", ""]
-        for split, block in results["part1"].items():
+        meta = results["part1"]["meta"]
+        lines += ["## 1. ShapeBench, full cascade", "", _setting(meta), ""]
+        for split, block in results["part1"]["data"].items():
             s = block["summary"]
             lines += [f"### {split} ({block['seconds_per_image']:.2f} s per image)", "",
-                      "| category | images | all-correct | count | colour | shape | relation |",
-                      "|---|---|---|---|---|---|---|"]  # fmt: skip
+                      "| category | images | all-correct | count | colour | shape | size | relation |",
+                      "|---|---|---|---|---|---|---|---|"]  # fmt: skip
             cats = {"overall": s, **s.get("categories", {})}
             for name, c in cats.items():
                 a = c["attributes"]
                 lines.append(f"| {name} | {c['num_images']} | {pct(c['all_correct'])} | "
                              f"{pct(a['count'])} | {pct(a['color'])} | {pct(a['shape'])} | "
-                             f"{pct(a['relation'])} |")  # fmt: skip
+                             f"{pct(a['size'])} | {pct(a['relation'])} |")  # fmt: skip
             lines.append("")
     if "part2" in results:
         lines += ["## 2. Guidance weight and thresholding (base stage, 32x32)", "",
-                  "Held-out compositions; Frechet distance in the shapes-v1 feature space "
-                  "against as many rendered training scenes (lower is closer to the data).", "",
+                  _setting(results["part2"]["meta"]) + " Held-out compositions; Frechet "
+                  "distance in the shapes-v1 feature space against as many rendered training "
+                  "scenes (lower is closer to the data).", "",
                   "| thresholding | w | all-correct | colour | Frechet |", "|---|---|---|---|---|"]  # fmt: skip
-        for r in results["part2"]["rows"]:
+        for r in results["part2"]["data"]["rows"]:
             lines.append(f"| {r['threshold']} | {r['w']:g} | {pct(r['all_correct'])} | "
                          f"{pct(r['color'])} | {r['frechet']:.1f} |")  # fmt: skip
         lines += ["", "![guidance sweep](results/guidance_sweep.png)", ""]
     if "part4" in results:
-        lines += ["## 4. Sampling-time noise-augmentation level of the SR stage (full cascade)", "",
+        lines += ["## 4. Sampling-time noise-augmentation level of the SR stage (full cascade)",
+                  "", _setting(results["part4"]["meta"]), "",
                   "| aug level | all-correct | Frechet (128x128) |", "|---|---|---|"]  # fmt: skip
-        for r in results["part4"]["rows"]:
+        for r in results["part4"]["data"]["rows"]:
             lines.append(f"| {r['aug_level']:g} | {pct(r['all_correct'])} | {r['frechet']:.1f} |")
         lines.append("")
     if "part5" in results:
         lines += ["## 5. Samplers and step counts (base stage, 32x32)", "",
+                  _setting(results["part5"]["meta"]), "",
                   "| sampler | steps | all-correct | s per image |", "|---|---|---|---|"]  # fmt: skip
-        for r in results["part5"]["rows"]:
+        for r in results["part5"]["data"]["rows"]:
             lines.append(f"| {r['sampler']} | {r['steps']} | {pct(r['all_correct'])} | "
                          f"{r['seconds_per_image']:.3f} |")  # fmt: skip
         lines += ["", "![samplers](results/samplers.png)", ""]
@@ -255,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=50, help="prompts per setting")
     parser.add_argument("--per-prompt", type=int, default=4, help="images per prompt")
     parser.add_argument("--batch-size", type=int, default=25)
-    parser.add_argument("--parts", default="grids,1,2,4,5", help="comma-separated parts")
+    parser.add_argument(
+        "--parts", default="grids,1,2,4,5", help="parts to run (others are read from their files)"
+    )
     parser.add_argument("--weights", default="1,3,5,8,12,20", help="guidance weights (part 2)")
     parser.add_argument("--aug-levels", default="0,0.1,0.2,0.4", help="SR aug levels (part 4)")
     parser.add_argument(
@@ -270,27 +284,39 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     (out / "results").mkdir(parents=True, exist_ok=True)
     run = Runner(cascade, args)
-    results: dict = {
+    meta = {
         "date": time.strftime("%Y-%m-%d"),
         "device": str(next(cascade.stages[0].unet.parameters()).device),
         "model": cascade.model_id,
         "default_sampling": [s.to_dict() for s in base],
+        "prompts": args.prompts,
+        "per_prompt": args.per_prompt,
+        "command": " ".join(["python benchmarks/results.py", *(argv or sys.argv[1:])]),
     }
-    if "grids" in parts:
-        results["grids"] = sample_grids(cascade, out / "results")
-    if "1" in parts:
-        results["part1"] = part1(run, base)
-    if "2" in parts:
-        results["part2"] = part2(run, base, [float(w) for w in args.weights.split(",")])
-    if "4" in parts and len(cascade.stages) > 1:
-        results["part4"] = part4(run, base, [float(a) for a in args.aug_levels.split(",")])
-    if "5" in parts:
-        pairs = [(p.split(":")[0], int(p.split(":")[1])) for p in args.samplers.split(",")]
-        results["part5"] = part5(run, base, pairs)
-    plots(results, out / "results")
-    (out / "results" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    command = "python benchmarks/results.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    page = markdown(results, args, command.strip())
+    jobs = {
+        "grids": lambda: sample_grids(cascade, out / "results"),
+        "part1": lambda: part1(run, base),
+        "part2": lambda: part2(run, base, [float(w) for w in args.weights.split(",")]),
+        "part4": lambda: part4(run, base, [float(a) for a in args.aug_levels.split(",")]),
+        "part5": lambda: part5(
+            run, base, [(p.split(":")[0], int(p.split(":")[1])) for p in args.samplers.split(",")]
+        ),
+    }
+    for name, job in jobs.items():
+        if name.removeprefix("part") not in parts:
+            continue
+        if name == "part4" and len(cascade.stages) < 2:
+            continue
+        # each part is its own file, so parts can run in separate processes side by side
+        data = {"meta": meta, "data": job()}
+        (out / "results" / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
+    results = {}
+    for name in jobs:
+        path = out / "results" / f"{name}.json"
+        if path.is_file():
+            results[name] = json.loads(path.read_text())
+    plots({k: v["data"] for k, v in results.items()}, out / "results")
+    page = markdown(results)
     target = out / "results.md"
     old = target.read_text() if target.is_file() else ""
     if NOTES_START in old and NOTES_END in old:  # keep the hand-written discussion
