@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test lint install
+.PHONY: demo test lint install chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +15,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The web page test drives Debian's headless Chromium (never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/openimagen info
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed chromium
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -q
 

@@ -36,7 +36,7 @@ def test_generate_writes_a_png_with_provenance(model_dir, tmp_path, capsys):
         assert image.size == (32, 32) and image.mode == "RGB"
     meta = read_png_metadata(out)
     assert meta["prompt"] == "a red circle" and meta["seed"] == "5"
-    assert meta["ai_generated"] == "true" and meta["model"] == "tiny"
+    assert meta["ai_generated"] == "true" and meta["model_id"] == "tiny"
     assert json.loads(meta["sampling"])[0]["sampler"] == "ddim"
 
 
@@ -144,3 +144,18 @@ def test_console_script_runs_in_a_fresh_process(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"openimagen generate: error: model directory {tmp_path / 'none'} does not exist or is not a directory"
     ]
+
+
+def test_generate_refuses_a_blocked_prompt_and_writes_nothing(model_dir, tmp_path, capsys):
+    policy = tmp_path / "block.txt"
+    policy.write_text("# house rules\npurple dragon\n")
+    out = tmp_path / "img.png"
+    argv = ["generate", "a Purple  Dragon over a square", "--model", str(model_dir),
+            "--out", str(out), "--policy", str(policy), "-q"]  # fmt: skip
+    code, stdout, err = run(argv, capsys)
+    assert code == 2 and stdout == "" and err.count("\n") == 1
+    assert "purple dragon" in err.lower() and not out.exists()
+    # the same policy lets other prompts through
+    argv[1] = "a purple square"
+    code, _, _ = run(argv, capsys)
+    assert code == 0 and out.is_file()

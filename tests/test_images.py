@@ -1,20 +1,32 @@
-"""Image edges: tensor <-> PIL, PNG provenance chunks, grids, atomic writes."""
+"""Image edges: tensor <-> PIL, PNG provenance (chunks and watermark), grids, atomic writes."""
 
 from __future__ import annotations
 
+import io
+import json
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from openimagen.errors import InvalidArgumentError
 from openimagen.images import (
     from_pil,
     make_grid,
     numbered_paths,
+    png_bytes,
     read_png_metadata,
     save_images,
     save_png,
     to_pil,
 )
+from openimagen.watermark import METHOD, detect_watermark, embed_watermark
+
+
+def noise_image(size: int = 64, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(3, size, size, generator=generator) * 2 - 1  # [3, S, S] in [-1, 1]
 
 
 def test_pil_round_trip_is_exact_on_the_8_bit_grid():
@@ -69,3 +81,37 @@ def test_save_images_numbers_files_and_writes_a_grid(tmp_path):
     assert [p.name for p in paths] == ["x-0.png", "x-1.png", "x-grid.png"]
     assert read_png_metadata(paths[2])["seeds"] == "[0, 1]"
     assert numbered_paths(tmp_path / "y.png", 1) == [tmp_path / "y.png"]
+
+
+def test_png_bytes_carries_text_chunks_and_the_mark():
+    image = noise_image()
+    meta = {"prompt": "a red circle", "seed": "3", "sampling": [{"steps": 4}]}
+    marked = Image.open(io.BytesIO(png_bytes(image, meta)))
+    assert marked.format == "PNG"
+    assert marked.text["ai_generated"] == "true" and marked.text["prompt"] == "a red circle"
+    assert json.loads(marked.text["sampling"]) == [{"steps": 4}]
+    assert marked.text["watermark"] == METHOD
+    assert detect_watermark(marked)[0]
+    # the pixels are exactly the marked image's: the mark is the only change
+    expected = np.asarray(embed_watermark(to_pil(image)))
+    assert np.array_equal(np.asarray(marked.convert("RGB")), expected)
+    plain = Image.open(io.BytesIO(png_bytes(image, meta, watermark=False)))
+    assert "watermark" not in plain.text and not detect_watermark(plain)[0]
+    assert plain.text["ai_generated"] == "true"
+    assert np.array_equal(np.asarray(plain.convert("RGB")), np.asarray(to_pil(image)))
+    # prompts outside Latin-1 (tEXt's charset) survive too (Pillow writes them as iTXt)
+    unicode = Image.open(io.BytesIO(png_bytes(image, {"prompt": "ein roter Kreis \u2014 \u7ea2"})))
+    assert unicode.text["prompt"] == "ein roter Kreis \u2014 \u7ea2"
+
+
+def test_every_file_save_images_writes_is_marked(tmp_path):
+    images = torch.stack([noise_image(seed=i) for i in range(2)])  # [2, 3, 64, 64]
+    paths = save_images(images, tmp_path / "m.png", [{"seed": 0}, {"seed": 1}])
+    assert len(paths) == 3  # two images and the grid
+    for path in paths:
+        with Image.open(path) as image:
+            assert detect_watermark(image)[0], path.name
+            assert image.text["watermark"] == METHOD
+    unmarked = save_png(images[0], tmp_path / "u.png", {"seed": 0}, watermark=False)
+    with Image.open(unmarked) as image:
+        assert not detect_watermark(image)[0] and "watermark" not in image.text

@@ -85,6 +85,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     import openimagen
     from openimagen.cascade import SamplingConfig
     from openimagen.images import save_images
+    from openimagen.policy import enforce_policy
+
+    enforce_policy(args.prompt, args.policy)
 
     model_dir = openimagen.resolve_model_dir(args.model)
     overrides = _sampling_overrides(args)
@@ -135,7 +138,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         {
             "prompt": args.prompt,
             "seed": seed,
-            "model": cascade.model_id,
+            "model_id": cascade.model_id,
             "sampling": [SamplingConfig.to_dict(s) for s in sampling],
             "software": f"openimagen {__version__}",
         }
@@ -320,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"openimagen {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    from openimagen.serve.cli import register as register_serve
 
     info = sub.add_parser(
         "info", help="show versions, presets, or one preset's size", formatter_class=_formatter
@@ -363,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run only the first N stages (default: all)",
     )
+    gen.add_argument(
+        "--policy", metavar="FILE", default=None, help="prompt block list (docs/serving.md)"
+    )
     gen.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.add_argument(
@@ -403,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     enc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     enc.set_defaults(func=_cmd_encode_text)
+
+    register_serve(sub)  # serve, verify
 
     trn = sub.add_parser(
         "train", help="train one stage of a cascade from a TOML config", formatter_class=_formatter

@@ -1,11 +1,13 @@
 """Images at the edges: tensors in [-1, 1] <-> PIL, PNG files with provenance, grids.
 
 Inside the library images are float tensors NCHW in [-1, 1]; this is the one module that
-turns them into files (used by the CLI and, later, the server).
+turns them into PNG bytes and files (used by the CLI and the server). Every PNG written here
+carries provenance: the invisible watermark (:mod:`openimagen.watermark`) and tEXt chunks.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -18,6 +20,7 @@ from PIL import Image, PngImagePlugin
 
 from openimagen.errors import InvalidArgumentError
 from openimagen.fileio import atomic_write
+from openimagen.watermark import METHOD, embed_watermark, is_markable
 
 # PNG tEXt key that marks a file as made by a generative model (read back by tests/tools).
 AI_GENERATED_KEY = "ai_generated"
@@ -54,23 +57,46 @@ def make_grid(images: torch.Tensor, columns: int | None = None, padding: int = 2
     return grid
 
 
+def png_bytes(
+    image: torch.Tensor | Image.Image,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    watermark: bool = True,
+) -> bytes:
+    """Encode one image as PNG with provenance: the invisible mark and tEXt chunks.
+
+    The chunks are ``ai_generated=true``, ``watermark`` (the method's name, only when the
+    mark was embedded: images below :data:`openimagen.watermark.MIN_SIZE` are too small to
+    carry it) and every ``metadata`` item, non-strings as JSON. Text outside Latin-1 is
+    written as iTXt (UTF-8) by Pillow, so any prompt survives.
+    """
+    pil = image if isinstance(image, Image.Image) else to_pil(image)
+    marked = watermark and is_markable(pil)
+    if marked:
+        pil = embed_watermark(pil)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(AI_GENERATED_KEY, "true")
+    if marked:
+        info.add_text("watermark", METHOD)
+    for key, value in (metadata or {}).items():
+        info.add_text(key, value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
 def save_png(
     image: torch.Tensor | Image.Image,
     path: str | os.PathLike,
     metadata: Mapping[str, Any] | None = None,
+    *,
+    watermark: bool = True,
 ) -> Path:
-    """Write a PNG atomically, with ``metadata`` as tEXt chunks and the AI-generated flag.
-
-    Non-string metadata values are stored as JSON.
-    """
-    pil = image if isinstance(image, Image.Image) else to_pil(image)
-    info = PngImagePlugin.PngInfo()
-    info.add_text(AI_GENERATED_KEY, "true")
-    for key, value in (metadata or {}).items():
-        info.add_text(key, value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+    """Write :func:`png_bytes` to ``path`` atomically (a failed write keeps the old file)."""
+    data = png_bytes(image, metadata, watermark=watermark)
     path = Path(path)
     with atomic_write(path, "wb") as handle:
-        pil.save(handle, format="PNG", pnginfo=info)
+        handle.write(data)
     return path
 
 
@@ -99,12 +125,16 @@ def save_images(
     metadata: Sequence[Mapping[str, Any]],
     *,
     grid: bool = True,
+    watermark: bool = True,
 ) -> list[Path]:
-    """Save [N, 3, H, W] images as numbered PNGs (plus a grid when N > 1)."""
+    """Save [N, 3, H, W] images as numbered PNGs (plus a grid when N > 1), all marked."""
     paths = numbered_paths(out, images.shape[0])
-    written = [save_png(img, p, meta) for img, p, meta in zip(images, paths, metadata, strict=True)]
+    written = [
+        save_png(img, p, meta, watermark=watermark)
+        for img, p, meta in zip(images, paths, metadata, strict=True)
+    ]
     if grid and images.shape[0] > 1:
         shared = {k: v for k, v in metadata[0].items() if k not in ("seed",)}
         shared["seeds"] = [m.get("seed") for m in metadata]
-        written.append(save_png(make_grid(images), grid_path(out), shared))
+        written.append(save_png(make_grid(images), grid_path(out), shared, watermark=watermark))
     return written

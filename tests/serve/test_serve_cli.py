@@ -1,0 +1,90 @@
+"""``openimagen serve`` / ``openimagen verify`` handlers, through a parser built with register()."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from openimagen.errors import ConfigError, InvalidArgumentError, ModelDirectoryError
+from openimagen.images import save_png
+from openimagen.serve.cli import register
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="openimagen")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def run(argv: list[str]) -> int:
+    args = parse(argv)
+    return args.func(args)
+
+
+def textured(size: int = 64, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+@pytest.fixture
+def files(tmp_path):
+    marked = save_png(textured(), tmp_path / "marked.png", {"prompt": "a red circle", "seed": 4})
+    with Image.open(marked) as image:  # the mark survives a JPEG q90 copy; the chunks do not
+        image.convert("RGB").save(tmp_path / "marked.jpg", quality=90)
+    textured().save(tmp_path / "plain.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    return tmp_path
+
+
+def test_verify_marked_image_prints_the_chunks_and_exits_0(files, capsys):
+    assert run(["verify", str(files / "marked.png"), str(files / "marked.jpg")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{files / 'marked.png'}: watermarked (score ")
+    assert "  ai_generated: true" in out and "  prompt: a red circle" in out
+    assert "  seed: 4" in out and "  watermark: openimagen-dct8-v1" in out
+    jpeg_line = next(line for line in out if line.startswith(str(files / "marked.jpg")))
+    assert ": watermarked" in jpeg_line and out[-1] == "  no provenance text chunks"
+
+
+def test_verify_unmarked_image_exits_1(files, capsys):
+    assert run(["verify", str(files / "marked.png"), str(files / "plain.png")]) == 1
+    out = capsys.readouterr().out
+    assert f"{files / 'plain.png'}: no openimagen watermark found" in out
+
+
+def test_verify_json_output(files, capsys):
+    assert run(["verify", "--json", str(files / "marked.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["marked"] is True and result["metadata"]["seed"] == "4"
+    assert result["score"] >= result["threshold"]
+
+
+def test_verify_unreadable_image_raises_after_reporting_the_others(files, capsys):
+    with pytest.raises(InvalidArgumentError, match="broken.png") as error:
+        run(["verify", str(files / "marked.png"), str(files / "broken.png")])
+    assert "\n" not in str(error.value)  # printed by the CLI as one line
+    assert ": watermarked" in capsys.readouterr().out
+    with pytest.raises(InvalidArgumentError, match="missing.png"):
+        run(["verify", str(files / "missing.png")])
+
+
+def test_serve_options_and_defaults():
+    args = parse(["serve"])
+    assert (args.host, args.port, args.model, args.policy) == ("127.0.0.1", 8000, None, None)
+    args = parse(["serve", "--model", "m", "--port", "0", "--policy", "p.txt", "--max-n", "2"])
+    assert (args.model, args.port, args.policy, args.max_n) == ("m", 0, "p.txt", 2)
+    with pytest.raises(SystemExit):
+        parse(["serve", "--port", "70000"])
+
+
+def test_serve_bad_input_raises_before_serving(tmp_path):
+    with pytest.raises(ConfigError, match="max_batch_images"):
+        run(["serve", "--model", str(tmp_path), "--max-n", "8", "--max-batch-images", "4"])
+    with pytest.raises(ConfigError, match="nope.txt"):
+        run(["serve", "--model", str(tmp_path), "--policy", str(tmp_path / "nope.txt")])
+    with pytest.raises(ModelDirectoryError):
+        run(["serve", "--model", str(tmp_path / "no-model"), "--device", "cpu"])
