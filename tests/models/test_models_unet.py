@@ -54,6 +54,25 @@ def test_sr_output_shape_and_fully_convolutional(size):
     assert torch.isfinite(out).all()
 
 
+def test_downsample_first_halves_level_0_and_cuts_the_flops():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    plain, first = make("tiny-sr"), make("tiny-sr", downsample_first=True)
+    assert first.config.size_multiple == 2 * plain.config.size_multiple == 4
+    x, t, emb, mask, extra = inputs(1, 32, sr=True)
+    flops = []
+    for model in (plain, first):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            out = model(x, t, emb, mask, **extra)
+        assert out.shape == x.shape and torch.isfinite(out).all()
+        flops.append(counter.get_total_flops())
+    assert flops[1] < 0.5 * flops[0]  # level 0 (the widest in pixels) now runs at 1/4 the area
+    with pytest.raises(ShapeError, match="divisible by 4"):
+        first(*inputs(1, 18, sr=True)[:4], **inputs(1, 18, sr=True)[4])
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        get_preset("tiny-sr", image_size=18, downsample_first=True)
+
+
 def test_standard_ordering_and_other_heads_also_build():
     model = make(memory_efficient=False, out_channels=6, prediction="v")
     x, t, emb, mask, _ = inputs(1, 32)

@@ -103,6 +103,7 @@ PRESETS: dict[str, UNetConfig] = {
         text_embed_dim=T5_XXL_DIM,
         cond_dim=512,
         super_resolution=True,
+        downsample_first=True,  # Fig. A.30: level 0 at half resolution
     ),
     # 400M SR 256->1024, trained on 256x256 crops of 1024 images (paper sec. 2.6 / B.1).
     # Paper: Efficient U-Net, cross-attention only at the lowest resolution, no self-attention.
@@ -118,6 +119,7 @@ PRESETS: dict[str, UNetConfig] = {
         text_embed_dim=T5_XXL_DIM,
         cond_dim=512,
         super_resolution=True,
+        downsample_first=True,  # Fig. A.30: level 0 at half resolution
     ),
 }
 
@@ -162,7 +164,8 @@ def describe_preset(name: str) -> str:
     cfg = get_preset(name)
     n = count_parameters(cfg)
     size = cfg.image_size
-    res = [size // 2**i for i in range(cfg.num_levels)]
+    shift = int(cfg.downsample_first and cfg.memory_efficient)  # level 0 at half resolution
+    res = [size // 2 ** (i + shift) for i in range(cfg.num_levels)]
     kind = "super-resolution" if cfg.super_resolution else "base (text -> image)"
 
     def at(flags: tuple[bool, ...]) -> str:

@@ -72,10 +72,19 @@ class UNetConfig(Config):
     prediction: Literal["eps", "v", "x0"] = "eps"
     # Efficient U-Net ordering: downsample before / upsample after a level's convolutions
     memory_efficient: bool = True
+    # with memory_efficient: level 0 also works at half resolution (downsample right after
+    # the input convolution, upsample right before the output one), as the paper's SR U-Nets
+    # do (Fig. A.30). Cuts an SR step's FLOPs ~4x; input sizes must divide by 2**levels.
+    downsample_first: bool = False
 
     @property
     def num_levels(self) -> int:
         return len(self.channel_mults)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 2 ** (self.num_levels - 1 + int(self.downsample_first and self.memory_efficient))
 
     def level_channels(self) -> tuple[int, ...]:
         return tuple(self.base_channels * m for m in self.channel_mults)
@@ -109,10 +118,10 @@ class UNetConfig(Config):
             positive(f"channel_mults[{i}]", m)
         for i, r in enumerate(self.num_res_blocks):
             positive(f"num_res_blocks[{i}]", r)
-        if self.image_size % 2 ** (n - 1):
+        if self.image_size % self.size_multiple:
             raise ConfigError(
-                f"image_size={self.image_size}: must be divisible by 2**(levels-1)="
-                f"{2 ** (n - 1)} for {n} levels"
+                f"image_size={self.image_size}: must be divisible by {self.size_multiple} "
+                f"for {n} levels (downsample_first={self.downsample_first})"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout!r}: must be in [0, 1)")
@@ -204,7 +213,8 @@ class EfficientUNet(nn.Module):
         self.down = nn.ModuleList()
         prev = cfg.base_channels
         for i in range(n):
-            before = Downsample(prev, prev) if (eff and i > 0) else None
+            first = eff and cfg.downsample_first
+            before = Downsample(prev, prev) if (eff and (i > 0 or first)) else None
             after = Downsample(chs[i], chs[i]) if (not eff and i < n - 1) else None
             self.down.append(
                 _Level(
@@ -237,7 +247,8 @@ class EfficientUNet(nn.Module):
         for i in reversed(range(n)):
             if eff:
                 before = None
-                after = Upsample(chs[i], chs[i - 1]) if i > 0 else None
+                last = Upsample(chs[0], chs[0]) if cfg.downsample_first else None
+                after = Upsample(chs[i], chs[i - 1]) if i > 0 else last
                 block_in = prev + chs[i]
             else:
                 before = Upsample(prev, prev) if i < n - 1 else None
@@ -273,7 +284,7 @@ class EfficientUNet(nn.Module):
         cfg = self.config
         if not isinstance(x_t, torch.Tensor):
             raise InvalidTypeError("x_t", x_t, "a torch.Tensor [B, C, H, W]")
-        step = 2 ** (cfg.num_levels - 1)
+        step = cfg.size_multiple
         if x_t.ndim != 4 or x_t.shape[1] != cfg.in_channels:
             raise ShapeError("x_t", x_t.shape, f"[B, {cfg.in_channels}, H, W]")
         b, _, h, w = x_t.shape
