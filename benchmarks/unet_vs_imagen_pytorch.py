@@ -898,7 +898,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text-len", type=int, default=64, help="text tokens L")
     p.add_argument("--text-dim", type=int, default=768, help="text embedding width D (T5-base)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up rounds (not counted)")
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds")
+    p.add_argument("--repeats", type=int, default=7, help="timed rounds")
     p.add_argument("--threads", type=int, default=1, help="torch threads, for every measurement")
     p.add_argument("--device", default="cpu", help="'cpu', 'cuda', or 'auto'")
     p.add_argument("--dtype", choices=["fp32"], default="fp32")
