@@ -159,3 +159,14 @@ def test_generate_refuses_a_blocked_prompt_and_writes_nothing(model_dir, tmp_pat
     argv[1] = "a purple square"
     code, _, _ = run(argv, capsys)
     assert code == 0 and out.is_file()
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path):
+    # `openimagen info | head -1`: the reader closes early; no traceback on stderr
+    code = (
+        "import sys; from openimagen.cli import main\n"
+        "sys.stdout.write = lambda *_: (_ for _ in ()).throw(BrokenPipeError(32, 'Broken pipe'))\n"
+        "sys.exit(main(['info']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 141 and "Traceback" not in done.stderr
