@@ -43,3 +43,21 @@ def test_two_processes_give_the_loss_and_gradient_of_one(tmp_path):
 
     state = json.loads((out / "checkpoints" / "step_00000004" / "state.json").read_text())
     assert state["world_size"] == 2 and len(state["rng"]) == 2
+
+
+def test_accelerate_launch_runs_the_same_training(tmp_path):
+    # `accelerate launch` as the launcher (one CPU process: its multi-CPU mode needs MPI;
+    # several processes on CPUs go through torchrun, above; on GPUs `--multi_gpu` uses it too)
+    config = make_config(train={"steps": 3, "batch_size": 4, "checkpoint_every": 3})
+    path = write_toml(config, tmp_path / "config.toml")
+    out = tmp_path / "launched"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes",
+               "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "openimagen.train", str(path), "--output", str(out)]  # fmt: skip
+    done = subprocess.run(command, env=subprocess_env(), capture_output=True, timeout=180)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    launched = read_metrics(out / "metrics.jsonl")
+    direct = read_metrics(run_training(config, tmp_path / "direct").output_dir / "metrics.jsonl")
+    assert [r["step"] for r in launched] == [1, 2, 3]
+    for a, b in zip(launched, direct, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
