@@ -28,7 +28,17 @@ def run(argv, capsys):
 def test_generate_writes_a_png_with_provenance(model_dir, tmp_path, capsys):
     out = tmp_path / "img.png"
     code, stdout, _ = run(
-        ["generate", "a red circle", "--model", str(model_dir), "--out", str(out), "--seed", "5", "-q"],
+        [
+            "generate",
+            "a red circle",
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--seed",
+            "5",
+            "-q",
+        ],
         capsys,
     )
     assert code == 0 and stdout.strip() == str(out)
@@ -43,8 +53,23 @@ def test_generate_writes_a_png_with_provenance(model_dir, tmp_path, capsys):
 def test_generate_several_images_and_a_grid_with_overrides(model_dir, tmp_path, capsys):
     out = tmp_path / "many.png"
     code, stdout, _ = run(
-        ["generate", "a blue square", "--model", str(model_dir), "--out", str(out), "-n", "3",
-         "--steps", "2", "--sampler", "ddpm", "--guidance", "1", "-q"],
+        [
+            "generate",
+            "a blue square",
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            "-n",
+            "3",
+            "--steps",
+            "2",
+            "--sampler",
+            "ddpm",
+            "--guidance",
+            "1",
+            "-q",
+        ],
         capsys,
     )
     assert code == 0
@@ -60,15 +85,40 @@ def test_generate_several_images_and_a_grid_with_overrides(model_dir, tmp_path, 
 
 def test_same_seed_same_file_content(model_dir, tmp_path, capsys):
     for name in ("a.png", "b.png"):
-        assert run(["generate", "a red circle", "--model", str(model_dir), "--out",
-                    str(tmp_path / name), "-q"], capsys)[0] == 0
+        assert (
+            run(
+                [
+                    "generate",
+                    "a red circle",
+                    "--model",
+                    str(model_dir),
+                    "--out",
+                    str(tmp_path / name),
+                    "-q",
+                ],
+                capsys,
+            )[0]
+            == 0
+        )
     with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
         assert a.tobytes() == b.tobytes()
 
 
 def test_dry_run_prints_resolved_settings_and_writes_nothing(model_dir, tmp_path, capsys):
-    code, stdout, _ = run(["generate", "x", "--model", str(model_dir), "--out",
-                           str(tmp_path / "o.png"), "--steps", "7", "--dry-run"], capsys)
+    code, stdout, _ = run(
+        [
+            "generate",
+            "x",
+            "--model",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "o.png"),
+            "--steps",
+            "7",
+            "--dry-run",
+        ],
+        capsys,
+    )
     assert code == 0
     resolved = json.loads(stdout)
     assert [s["steps"] for s in resolved["stages"]] == [7, 7]
@@ -80,8 +130,14 @@ def test_dry_run_prints_resolved_settings_and_writes_nothing(model_dir, tmp_path
     ("args", "message"),
     [
         (["generate", "   "], "PROMPT='   ' is not valid"),
-        (["generate", "a", "--out", "x.jpg"], "--out='x.jpg' is not valid: expected a file name ending in .png"),
-        (["generate", "a", "--model", "/no/such/dir"], "model directory /no/such/dir does not exist"),
+        (
+            ["generate", "a", "--out", "x.jpg"],
+            "--out='x.jpg' is not valid: expected a file name ending in .png",
+        ),
+        (
+            ["generate", "a", "--model", "/no/such/dir"],
+            "model directory /no/such/dir does not exist",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(args, message, tmp_path, capsys, monkeypatch):
@@ -101,7 +157,9 @@ def test_mismatched_model_directory_is_one_line(model_dir, tmp_path, capsys):
     data = json.loads(cfg.read_text())
     data["lowres_resolution"] = 8
     cfg.write_text(json.dumps(data))
-    code, _, err = run(["generate", "a", "--model", str(broken), "--out", str(tmp_path / "o.png")], capsys)
+    code, _, err = run(
+        ["generate", "a", "--model", str(broken), "--out", str(tmp_path / "o.png")], capsys
+    )
     assert code == 2 and err.count("\n") == 1 and "stage 1 expects 8x8 input" in err
     assert not (tmp_path / "o.png").exists()
 
@@ -126,7 +184,9 @@ def test_encode_text_fills_the_cache_then_hits_it(tmp_path, capsys):
 def test_encode_text_bad_jsonl_names_the_line(tmp_path, capsys):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "ok"}\n{"text": "no prompt field"}\n')
-    code, _, err = run(["encode-text", "--prompts", str(prompts), "--cache", str(tmp_path / "c")], capsys)
+    code, _, err = run(
+        ["encode-text", "--prompts", str(prompts), "--cache", str(tmp_path / "c")], capsys
+    )
     assert code == 2 and "line 2" in err and '"prompt" field' in err
 
 
@@ -137,8 +197,18 @@ def test_info_preset_prints_the_parameter_count(capsys):
 
 def test_console_script_runs_in_a_fresh_process(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "openimagen.cli", "generate", "a", "--model", str(tmp_path / "none")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "openimagen.cli",
+            "generate",
+            "a",
+            "--model",
+            str(tmp_path / "none"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -170,3 +240,15 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 141 and "Traceback" not in done.stderr
+
+
+def test_an_unwritable_output_is_one_line_not_a_traceback(model_dir, tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a directory")
+    code, _, err = run(
+        ["generate", "a red circle", "--model", str(model_dir), "--out",
+         str(blocker / "img.png"), "-q"],
+        capsys,
+    )  # fmt: skip
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("openimagen generate: error:") and "file.txt" in err

@@ -211,14 +211,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from openimagen.cascade import SamplingConfig
     from openimagen.train import export_stage
 
-    sampling = SamplingConfig().replace(**_sampling_overrides(args))
     out = export_stage(
         args.checkpoint,
         args.model,
-        sampling=sampling,
+        sampling_overrides=_sampling_overrides(args),
         dtype=torch.float16 if args.fp16 else torch.float32,
         overwrite=args.overwrite,
     )
@@ -524,10 +522,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"openimagen {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # the reader went away (`openimagen ... | head`): stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            # the reader went away (`openimagen ... | head`): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"openimagen {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ def run(argv, capsys):
 
 def test_train_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path, capsys):
     config = write_toml(make_config(train={"steps": 7}), tmp_path / "c.toml")
-    code, out, _ = run(["train", str(config), "--output", str(tmp_path / "run"), "--dry-run"], capsys)
+    code, out, _ = run(
+        ["train", str(config), "--output", str(tmp_path / "run"), "--dry-run"], capsys
+    )
     assert code == 0
     resolved = json.loads(out)
     assert resolved["config"]["train"]["steps"] == 7
@@ -60,6 +62,20 @@ def test_train_then_export_fp16_gives_a_loadable_cascade(tmp_path, capsys, minil
     cascade = Cascade.load(model)
     images = cascade.generate(["a red circle"], [0])
     assert images.shape == (1, 3, 16, 16) and images.abs().max() <= 1
+
+    # an SR stage exported without overrides keeps the aug level its run sampled at
+    sr_config = make_config(
+        stage={"preset": "tiny-sr", "resolution": 32, "lowres_resolution": 16,
+               "unet": {"image_size": 32}},
+        train={"steps": 1, "checkpoint_every": 1},
+        log={"sample_aug_level": 0.25},
+    )  # fmt: skip
+    sr_run = tmp_path / "sr"
+    assert run(["train", str(write_toml(sr_config, tmp_path / "sr.toml")), "--output",
+                str(sr_run)], capsys)[0] == 0  # fmt: skip
+    code, _, _ = run(["export", str(sr_run), str(model)], capsys)
+    assert code == 0
+    assert read_cascade_config(model).stages[1].sampling.noise_aug_level == 0.25
 
     # a second export over a directory that is not a model directory is refused, untouched
     other = tmp_path / "other"

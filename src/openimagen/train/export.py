@@ -81,17 +81,22 @@ def export_stage(
     output_dir: str | os.PathLike,
     *,
     sampling: SamplingConfig | None = None,
+    sampling_overrides: dict | None = None,
     dtype: torch.dtype = torch.float32,
     overwrite: bool = False,
 ) -> Path:
-    """Write the stage of ``checkpoint`` into ``output_dir`` (see the module docstring)."""
+    """Write the stage of ``checkpoint`` into ``output_dir`` (see the module docstring).
+
+    The stage's default sampling is ``sampling``, or else the defaults with the noise-aug
+    level the training run sampled its grids at (``log.sample_aug_level``, SR stages);
+    ``sampling_overrides`` (SamplingConfig field -> value) are applied on top.
+    """
     stage, state = load_ema_stage(checkpoint)
     text = state["config"]["text"]
-    sampling = sampling or SamplingConfig(
-        noise_aug_level=state["config"]["log"].get("sample_aug_level", 0.0)
-        if stage.is_super_resolution
-        else 0.0
-    )
+    if sampling is None:
+        trained = state["config"]["log"].get("sample_aug_level", 0.0)
+        sampling = SamplingConfig(noise_aug_level=trained if stage.is_super_resolution else 0.0)
+    sampling = sampling.replace(**(sampling_overrides or {}))
     out = Path(output_dir)
     if (out / CASCADE_FILE).is_file():
         return _into_cascade(stage, out, sampling, text["encoder"], dtype)
