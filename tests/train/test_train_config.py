@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from train_testutil import (
     make_config,
     one_thread,  # noqa: F401  (autouse fixture)
@@ -102,3 +103,12 @@ def test_adafactor_with_bf16_autocast_resumes_exactly(tmp_path):
     run_training(config, tmp_path / "split", max_steps=3)
     rest = run_training(config, tmp_path / "split", resume="auto")
     assert rest.losses == pytest.approx(whole.losses[3:], abs=1e-6, rel=0)
+
+
+def test_device_is_checked_before_training(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="train.device"):
+        run_training(make_config(train={"device": "gpu"}), tmp_path / "a")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match='train.device="cuda": no CUDA device'):
+        run_training(make_config(train={"device": "cuda"}), tmp_path / "b")
+    assert not (tmp_path / "b" / "checkpoints").exists()

@@ -134,8 +134,8 @@ class TrainSection(Config):
     batch_size: int = 32
     grad_accum: int = 1
     mixed_precision: Precision = "no"
-    # "auto" (CUDA if present), "cpu", "cuda"; ignored under `accelerate launch` with GPUs
-    device: str = "auto"
+    # "auto" (CUDA if present), "cpu", "cuda"; under a launcher each process takes its GPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     # classifier-free guidance: drop a caption with this probability (Imagen: 10%)
     text_dropout: float = 0.1

@@ -146,6 +146,10 @@ def run_training(
     source = open_source(config.data, config.stage.resolution, config.resolve_path)
     root = output_dir / CHECKPOINT_DIR
     resume_path = _resolve_resume(resume, root)
+    if config.train.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            'train.device="cuda": no CUDA device on this machine; use "auto" or "cpu"'
+        )
 
     # Accelerate keeps one process-wide state; a second run in the same process (a notebook,
     # the tests) may use another precision, so start from a clean one (the process group,
