@@ -22,13 +22,17 @@ def ema_decay_at(n: int, decay: float, warmup: int) -> float:
 def make_ema(model: torch.nn.Module, decay: float, warmup: int) -> AveragedModel:
     """An ``AveragedModel`` of ``model`` (buffers averaged too) with a warmed-up EMA decay."""
 
-    def avg_fn(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    def multi_avg_fn(
+        averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor
+    ) -> None:
         # AveragedModel copies the weights at its first update (n = 0), then calls this with
-        # n = 1, 2, ...; the update count since that copy is n - 1.
+        # n = 1, 2, ... once per device and dtype group; the update count since that copy is
+        # n - 1. One host read of n and one fused in-place update per group (on CUDA a
+        # per-tensor avg_fn would sync once per parameter).
         d = ema_decay_at(int(n) - 1, decay, warmup)
-        return averaged + (current - averaged) * (1.0 - d)
+        torch._foreach_lerp_(averaged, current, 1.0 - d)
 
-    ema = AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
+    ema = AveragedModel(model, multi_avg_fn=multi_avg_fn, use_buffers=True)
     ema.requires_grad_(False)
     ema.eval()
     return ema
