@@ -71,6 +71,20 @@ def test_guidance_is_one_batched_forward_with_the_right_mix(w):
     torch.testing.assert_close(guided, x0_u + w * (x0_c - x0_u))
 
 
+def test_guidance_builds_the_doubled_cond_once_per_cond():
+    x_t, t, cond, uncond = _inputs()
+    other = _inputs(seed=1)[2]
+    spy = SpyDenoiser()
+    guided = classifier_free_guidance(spy, 4.0, uncond)
+    first = [guided(x_t, t, cond) for _ in range(3)]  # a sampler's steps: the same cond
+    assert spy.calls[0][2] is spy.calls[1][2] is spy.calls[2][2]  # built once, reused
+    switched = guided(x_t, t, other)  # a new cond is never answered from the old one
+    assert spy.calls[3][2] is not spy.calls[0][2]
+    fresh = classifier_free_guidance(SpyDenoiser(), 4.0, uncond)
+    assert all(torch.equal(f, fresh(x_t, t, cond)) for f in first)
+    assert torch.equal(switched, fresh(x_t, t, other))
+
+
 def test_guidance_on_x0_equals_the_papers_eps_form():
     # Ho & Salimans 2021 mix eps predictions; we mix x0 predictions. At fixed x_t they agree.
     gen = torch.Generator().manual_seed(3)

@@ -96,12 +96,18 @@ def classifier_free_guidance(denoiser: Denoiser, guidance_weight: float, uncond:
 
         return conditional
 
+    # A sampler passes the same cond at every step: build the doubled conditioning once
+    # (for SR stages it holds the [2B, C, H, W] low-res image), not once per step.
+    doubled: list[Any] = [None, None]  # [the cond it was built from, cat(cond, uncond)]
+
     def guided(x_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
         batch = x_t.shape[0]
+        if doubled[0] is not cond:
+            doubled[:] = [cond, concat_cond(cond, uncond)]
         x0_both = denoiser(
             torch.cat([x_t, x_t], dim=0),  # [2B, ...]
             torch.cat([t, t], dim=0),  # [2B]
-            concat_cond(cond, uncond),
+            doubled[1],
         )  # [2B, ...]
         x0_cond, x0_uncond = x0_both[:batch], x0_both[batch:]  # [B, ...] each
         return x0_uncond + w * (x0_cond - x0_uncond)
