@@ -35,3 +35,11 @@ def test_json_and_safetensors_forms(tmp_path):
     tensors = {"w": torch.arange(6.0).view(2, 3).t()}  # non-contiguous on purpose
     atomic_save_file(tensors, tmp_path / "m.safetensors", metadata={"format": "x"})
     assert torch.equal(load_file(tmp_path / "m.safetensors")["w"], tensors["w"])
+
+
+def test_atomic_write_gives_the_usual_permissions(tmp_path):
+    from openimagen import fileio
+
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    # what open() would give under this process's umask, not mkstemp's 0600
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~fileio._umask()

@@ -15,6 +15,20 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    # Reading the umask means setting it; doing that once at import keeps it out of the
+    # window where another thread (the server's) could create a file.
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+_UMASK: int | None = None
+_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file for writing; on success it replaces ``path`` atomically.
@@ -28,6 +42,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
+            # mkstemp makes the file 0600; give it the mode a plain open() would (umask)
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
