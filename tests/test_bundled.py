@@ -44,10 +44,15 @@ def test_generate_without_model_uses_the_bundled_cascade(capsys):
     assert resolved["model"] == str(BUNDLED) and len(resolved["stages"]) == 2
 
 
-@pytest.mark.parametrize("color", ["red", "blue"])
+@pytest.mark.parametrize("color", ["red", "green", "blue", "yellow", "purple", "orange"])
 def test_bundled_base_stage_draws_the_colour_asked_for(cascade, color):
     # base stage only (32x32) to stay fast; four seeds, the detector reads the colours back
-    prompts = [f"a {color} circle", f"a {color} square", f"a big {color} triangle", f"a {color} box"]
+    prompts = [
+        f"a {color} circle",
+        f"a {color} square",
+        f"a big {color} triangle",
+        f"a {color} box",
+    ]
     images = cascade.generate(prompts, [0, 1, 2, 3], num_stages=1)
     assert images.shape == (4, 3, 32, 32)
     right = 0
