@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from train_testutil import (
@@ -112,3 +114,15 @@ def test_device_is_checked_before_training(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match='train.device="cuda": no CUDA device'):
         run_training(make_config(train={"device": "cuda"}), tmp_path / "b")
     assert not (tmp_path / "b" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[2] / "configs").glob("*.toml")), ids=lambda p: p.name
+)
+def test_shipped_configs_are_valid(path):
+    from openimagen.train import build_stage_config
+
+    config = load_config(path)
+    stage = build_stage_config(config)  # preset + overrides + resolution checks
+    assert stage.resolution == config.stage.resolution
+    assert stage.unet.text_embed_dim == 384  # the bundled MiniLM's width
