@@ -90,5 +90,7 @@ def test_describe_preset_reports_counts_and_paper_difference():
     n = count_parameters(get_preset("imagen-sr-64-256"))
     assert f"{n:,}" in text
     assert "600.00M" in text and "% difference" in text
-    assert "16x16" in text  # the cross-attention level
+    # 5 levels, each at half the resolution before it (downsample_first): 128, 64, 32, 16, 8;
+    # cross-attention only at the lowest
+    assert "levels 128, 64, 32, 16, 8" in text and "cross-attn  8x8" in text
     assert "paper" not in describe_preset("tiny-base")
