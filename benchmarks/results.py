@@ -169,7 +169,7 @@ def plots(results: dict, out: Path) -> None:
         ax.set_xlabel("Frechet distance (shapes-v1), lower is better")
         ax.set_ylabel("ShapeBench all-correct")
         ax.legend()
-        ax.set_title("Guidance weight sweep (base stage, held-out compositions)")
+        ax.set_title("Guidance sweep: base stage, held-out compositions", fontsize=10)
         fig.tight_layout()
         fig.savefig(out / "guidance_sweep.png", dpi=120)
         plt.close(fig)
