@@ -18,12 +18,10 @@ No pickle anywhere. Saving writes a temporary directory and renames it into plac
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +43,12 @@ from openimagen.diffusion import (
     uniform_timesteps,
 )
 from openimagen.errors import ConfigError, InvalidArgumentError, ModelDirectoryError
-from openimagen.fileio import atomic_save_file, atomic_write_json
+from openimagen.fileio import (
+    atomic_save_file,
+    atomic_write_json,
+    replace_directory,
+    temp_sibling_dir,
+)
 from openimagen.models.unet import EfficientUNet, UNetConfig
 from openimagen.text import TextEncoder, load_text_encoder
 
@@ -403,12 +406,12 @@ class Cascade:
             model_id=self.model_id or directory.name,
         )
         directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        tmp = temp_sibling_dir(directory)
         try:
             for entry, stage in zip(config.stages, self.stages, strict=True):
                 save_stage(stage, tmp / entry.path, dtype=dtype)
             atomic_write_json(tmp / CASCADE_FILE, config.to_dict())
-            _replace_directory(tmp, directory)
+            replace_directory(tmp, directory)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -545,23 +548,6 @@ def resolve_text_encoder_name(name: str, directory: Path) -> str:
     if not Path(name).is_absolute() and local.is_dir():
         return str(local)
     return name
-
-
-def _replace_directory(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an existing target is swapped out, then deleted."""
-    if not target.exists():
-        os.rename(new, target)
-        return
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = [

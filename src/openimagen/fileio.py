@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,34 @@ def atomic_save_file(tensors: dict, path: str | os.PathLike, metadata: dict | No
     data = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
     with atomic_write(path, "wb") as handle:
         handle.write(data)
+
+
+def temp_sibling_dir(target: str | os.PathLike) -> Path:
+    """A new empty directory beside ``target`` (same filesystem, so a rename can swap it in)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+
+
+def replace_directory(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move directory ``new`` to ``target``; an existing target is swapped out, then deleted.
+
+    If the second rename fails, the old target is put back.
+    """
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _fsync_directory(directory: Path) -> None:

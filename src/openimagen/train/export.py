@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import types
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from openimagen.cascade import (
     stage_dir_name,
 )
 from openimagen.errors import ModelDirectoryError
-from openimagen.fileio import atomic_write_json
+from openimagen.fileio import atomic_write_json, replace_directory, temp_sibling_dir
 from openimagen.train import checkpoint as ckpt
 
 
@@ -112,10 +111,10 @@ def export_stage(
             max_length=text["max_length"],
         )
         return Cascade(encoder, [stage], [sampling]).save(out, dtype=dtype, overwrite=True)
-    tmp = _tmp_sibling(out)
+    tmp = temp_sibling_dir(out)
     try:
         save_stage(stage, tmp, dtype=dtype)
-        _swap_in(tmp, out)
+        replace_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -145,10 +144,10 @@ def _into_cascade(
     entry = StageEntry(path=name, sampling=sampling)
     old_path = entries[index].path if index < len(entries) else None
     entries[index : index + 1] = [entry]
-    tmp = _tmp_sibling(directory / name)
+    tmp = temp_sibling_dir(directory / name)
     try:
         save_stage(stage, tmp, dtype=dtype)
-        _swap_in(tmp, directory / name)
+        replace_directory(tmp, directory / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -161,22 +160,6 @@ def _into_cascade(
     if old_path and old_path != name:
         shutil.rmtree(directory / old_path, ignore_errors=True)
     return directory
-
-
-def _tmp_sibling(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-
-
-def _swap_in(new: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(target, old)
-        os.rename(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(new, target)
 
 
 __all__ = ["export_stage", "load_ema_stage"]
