@@ -117,6 +117,21 @@ def part2(run: Runner, base: list[SamplingConfig], weights: list[float]) -> dict
     return {"rows": rows}
 
 
+def part3(args: argparse.Namespace, models: list[tuple[str, str]]) -> dict:
+    """The same base U-Net trained on different frozen text encoders, base stage only."""
+    rows = []
+    for name, directory in models:
+        cascade = openimagen.load(directory)
+        run = Runner(cascade, args)
+        for split in ("heldout_compositions", "paraphrase"):
+            summary, _, _ = run.shapebench(f"p3-{name}-{split}", split, list(cascade.sampling), 1)
+            rows.append({"encoder": name, "model": directory, "split": split,
+                         "all_correct": summary["all_correct"],
+                         "color": summary["attributes"]["color"],
+                         "shape": summary["attributes"]["shape"]})  # fmt: skip
+    return {"rows": rows}
+
+
 def part4(run: Runner, base: list[SamplingConfig], levels: list[float]) -> dict:
     rows = []
     for level in levels:
@@ -242,6 +257,15 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['threshold']} | {r['w']:g} | {pct(r['all_correct'])} | "
                          f"{pct(r['color'])} | {r['frechet']:.1f} |")  # fmt: skip
         lines += ["", "![guidance sweep](results/guidance_sweep.png)", ""]
+    if "part3" in results:
+        lines += ["## 3. Pretrained vs randomly initialised frozen text encoder (base stage)", "",
+                  _setting(results["part3"]["meta"]) + " The same U-Net config, data, seed "
+                  "and budget; only the frozen encoder's weights differ.", "",
+                  "| encoder | split | all-correct | colour | shape |", "|---|---|---|---|---|"]  # fmt: skip
+        for r in results["part3"]["data"]["rows"]:
+            lines.append(f"| {r['encoder']} | {r['split']} | {pct(r['all_correct'])} | "
+                         f"{pct(r['color'])} | {pct(r['shape'])} |")  # fmt: skip
+        lines.append("")
     if "part4" in results:
         lines += ["## 4. Sampling-time noise-augmentation level of the SR stage (full cascade)",
                   "", _setting(results["part4"]["meta"]), "",
@@ -271,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
         "--parts", default="grids,1,2,4,5", help="parts to run (others are read from their files)"
     )
     parser.add_argument("--weights", default="1,3,5,8,12,20", help="guidance weights (part 2)")
+    parser.add_argument(
+        "--ablation",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL_DIR",
+        help="part 3: a model trained with encoder NAME (repeat for each arm)",
+    )
     parser.add_argument("--aug-levels", default="0,0.1,0.2,0.4", help="SR aug levels (part 4)")
     parser.add_argument(
         "--samplers",
@@ -297,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "grids": lambda: sample_grids(cascade, out / "results"),
         "part1": lambda: part1(run, base),
         "part2": lambda: part2(run, base, [float(w) for w in args.weights.split(",")]),
+        "part3": lambda: part3(args, [tuple(m.split("=", 1)) for m in args.ablation]),
         "part4": lambda: part4(run, base, [float(a) for a in args.aug_levels.split(",")]),
         "part5": lambda: part5(
             run, base, [(p.split(":")[0], int(p.split(":")[1])) for p in args.samplers.split(",")]
@@ -307,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if name == "part4" and len(cascade.stages) < 2:
             continue
+        if name == "part3" and not args.ablation:
+            parser.error("part 3 needs --ablation NAME=MODEL_DIR (at least two)")
         # each part is its own file, so parts can run in separate processes side by side
         data = {"meta": meta, "data": job()}
         (out / "results" / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
