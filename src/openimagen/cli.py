@@ -15,25 +15,13 @@ import sys
 from pathlib import Path
 
 from openimagen import __version__
+from openimagen.argtypes import ranged
 from openimagen.errors import InvalidArgumentError, OpenImagenError
 
 MAX_IMAGES = 64
 
 
 # -- argument types: each names the option, the value and what is allowed ----------------------
-def _ranged(kind: type, low: float | None, high: float | None, what: str):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{text} is out of range: expected {what}")
-        return value
-
-    return parse
-
-
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
 
@@ -276,13 +264,13 @@ def _add_sampling_options(p: argparse.ArgumentParser, scope: str = "every stage"
     """The sampling overrides shared by generate, eval and export (see :func:`_sampling_overrides`)."""
     p.add_argument(
         "--steps",
-        type=_ranged(int, 1, 10000, "an integer in [1, 10000]"),
+        type=ranged(int, 1, 10000, "an integer in [1, 10000]"),
         default=None,
         help=f"sampling steps for {scope} (default: the model's)",
     )
     p.add_argument(
         "--guidance",
-        type=_ranged(float, 0.0, 100.0, "a number in [0, 100]"),
+        type=ranged(float, 0.0, 100.0, "a number in [0, 100]"),
         default=None,
         help="classifier-free guidance weight w; 1 = no guidance",
     )
@@ -300,13 +288,13 @@ def _add_sampling_options(p: argparse.ArgumentParser, scope: str = "every stage"
     )
     p.add_argument(
         "--percentile",
-        type=_ranged(float, 1e-9, 100.0, "a number in (0, 100]"),
+        type=ranged(float, 1e-9, 100.0, "a number in (0, 100]"),
         default=None,
         help="dynamic thresholding percentile (default: the model's)",
     )
     p.add_argument(
         "--noise-aug",
-        type=_ranged(float, 0.0, 1.0, "a number in [0, 1]"),
+        type=ranged(float, 0.0, 1.0, "a number in [0, 1]"),
         default=None,
         help="SR noise-augmentation level at sampling time",
     )
@@ -349,20 +337,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--num-images",
         "-n",
-        type=_ranged(int, 1, MAX_IMAGES, f"an integer in [1, {MAX_IMAGES}]"),
+        type=ranged(int, 1, MAX_IMAGES, f"an integer in [1, {MAX_IMAGES}]"),
         default=1,
         help="images to draw; image i uses seed SEED+i",
     )
     gen.add_argument(
         "--seed",
-        type=_ranged(int, 0, 2**63 - 1, "an integer >= 0"),
+        type=ranged(int, 0, 2**63 - 1, "an integer >= 0"),
         default=0,
         help="random seed of the first image",
     )
     _add_sampling_options(gen)
     gen.add_argument(
         "--stages",
-        type=_ranged(int, 1, 16, "an integer >= 1"),
+        type=ranged(int, 1, 16, "an integer >= 1"),
         default=None,
         help="run only the first N stages (default: all)",
     )
@@ -396,13 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enc.add_argument(
         "--max-length",
-        type=_ranged(int, 1, 4096, "an integer in [1, 4096]"),
+        type=ranged(int, 1, 4096, "an integer in [1, 4096]"),
         default=64,
         help="tokens kept per prompt; longer prompts are truncated",
     )
     enc.add_argument(
         "--batch-size",
-        type=_ranged(int, 1, 4096, "an integer in [1, 4096]"),
+        type=ranged(int, 1, 4096, "an integer in [1, 4096]"),
         default=64,
         help="prompts encoded per forward pass",
     )
@@ -472,28 +460,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sb.add_argument(
         "--num-prompts",
-        type=_ranged(int, 1, 100000, "an integer >= 1"),
+        type=ranged(int, 1, 100000, "an integer >= 1"),
         default=50,
         help="built-in prompts to draw",
     )
     sb.add_argument(
         "--num-per-prompt",
-        type=_ranged(int, 1, 1000, "an integer in [1, 1000]"),
+        type=ranged(int, 1, 1000, "an integer in [1, 1000]"),
         default=4,
         help="images per prompt",
     )
     sb.add_argument(
-        "--seed", type=_ranged(int, 0, 2**62, "an integer >= 0"), default=0, help="first seed"
+        "--seed", type=ranged(int, 0, 2**62, "an integer >= 0"), default=0, help="first seed"
     )
     sb.add_argument(
         "--batch-size",
-        type=_ranged(int, 1, 4096, "an integer >= 1"),
+        type=ranged(int, 1, 4096, "an integer >= 1"),
         default=16,
         help="images per batch",
     )
     sb.add_argument(
         "--stages",
-        type=_ranged(int, 1, 16, "an integer >= 1"),
+        type=ranged(int, 1, 16, "an integer >= 1"),
         default=None,
         help="run only the first N stages (default: all)",
     )

@@ -12,24 +12,12 @@ import argparse
 import json
 from pathlib import Path
 
+from openimagen.argtypes import ranged
 from openimagen.errors import InvalidArgumentError
 from openimagen.serve.server import API_KEY_ENV, DEFAULT_HOST, DEFAULT_PORT
 from openimagen.serve.settings import ServeSettings
 
 _DEFAULTS = ServeSettings()
-
-
-def _int_in(low: int, high: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: expected {low}..{high}")
-        return value
-
-    return parse
 
 
 # -- serve -------------------------------------------------------------------------------------
@@ -46,7 +34,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port",
         metavar="N",
-        type=_int_in(0, 65535),
+        type=ranged(int, 0, 65535, "an integer in [0, 65535]"),
         default=DEFAULT_PORT,
         help="TCP port; 0 = any free one",
     )
@@ -67,28 +55,28 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-queue",
         metavar="N",
-        type=_int_in(1, 10000),
+        type=ranged(int, 1, 10000, "an integer in [1, 10000]"),
         default=_DEFAULTS.max_queue,
         help="requests waiting for the model; one more gets HTTP 429",
     )
     parser.add_argument(
         "--max-n",
         metavar="N",
-        type=_int_in(1, 64),
+        type=ranged(int, 1, 64, "an integer in [1, 64]"),
         default=_DEFAULTS.max_n,
         help="images per request",
     )
     parser.add_argument(
         "--max-steps",
         metavar="N",
-        type=_int_in(1, 10000),
+        type=ranged(int, 1, 10000, "an integer in [1, 10000]"),
         default=_DEFAULTS.max_steps,
         help="sampling steps per stage a request may ask for",
     )
     parser.add_argument(
         "--max-batch-images",
         metavar="N",
-        type=_int_in(1, 1024),
+        type=ranged(int, 1, 1024, "an integer in [1, 1024]"),
         default=_DEFAULTS.max_batch_images,
         help="images sampled together in one batch (at least --max-n)",
     )
