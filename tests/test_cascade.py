@@ -85,7 +85,9 @@ def test_num_stages_stops_after_the_base(cascade):
 
 def test_progress_reports_every_step_in_order(cascade):
     seen = []
-    cascade.generate(["a red circle"], seeds=[0], progress=lambda done, total: seen.append((done, total)))
+    cascade.generate(
+        ["a red circle"], seeds=[0], progress=lambda done, total: seen.append((done, total))
+    )
     total = sum(s.steps for s in cascade.sampling)
     assert seen == [(i, total) for i in range(1, total + 1)]
 
@@ -130,7 +132,9 @@ def test_prepare_lowres_noise_depends_only_on_each_samples_generator():
     schedule = get_schedule("cosine")
     low = torch.rand(3, 3, 8, 8) * 2 - 1
     level = torch.full((3,), 0.3)
-    both = prepare_lowres(low, 16, level, schedule, [torch.Generator().manual_seed(s) for s in (5, 6, 7)])
+    both = prepare_lowres(
+        low, 16, level, schedule, [torch.Generator().manual_seed(s) for s in (5, 6, 7)]
+    )
     one = prepare_lowres(low[1:2], 16, level[:1], schedule, [torch.Generator().manual_seed(6)])
     assert torch.equal(both[1], one[0])
 
@@ -210,14 +214,19 @@ def test_corrupt_weights(copy_of):
 
 
 def test_weights_that_do_not_match_the_config(copy_of):
-    _edit_json(copy_of / "stage0_base16" / "config.json", lambda d: d["unet"].update(base_channels=d["unet"]["base_channels"] * 2))
+    _edit_json(
+        copy_of / "stage0_base16" / "config.json",
+        lambda d: d["unet"].update(base_channels=d["unet"]["base_channels"] * 2),
+    )
     with pytest.raises(ModelDirectoryError, match="has shape|missing tensors"):
         Cascade.load(copy_of)
 
 
 def test_wrong_stage_resolutions(copy_of):
     _edit_json(copy_of / "stage1_sr32" / "config.json", lambda d: d.update(lowres_resolution=8))
-    with pytest.raises(ModelDirectoryError, match="stage 1 expects 8x8 input but stage 0 makes 16x16"):
+    with pytest.raises(
+        ModelDirectoryError, match="stage 1 expects 8x8 input but stage 0 makes 16x16"
+    ):
         Cascade.load(copy_of)
 
 
@@ -236,7 +245,9 @@ def test_text_width_mismatch(copy_of):
         Cascade.load(copy_of, text_encoder=Narrow())
 
 
-def test_save_refuses_to_overwrite_and_failed_save_leaves_nothing(cascade, saved, tmp_path, monkeypatch):
+def test_save_refuses_to_overwrite_and_failed_save_leaves_nothing(
+    cascade, saved, tmp_path, monkeypatch
+):
     with pytest.raises(ModelDirectoryError, match="already exists"):
         cascade.save(saved)
     before = sorted(p.name for p in saved.parent.iterdir())
@@ -259,6 +270,18 @@ def test_fp16_weights_load_back_close(cascade, tmp_path):
     path = cascade.save(tmp_path / "half", dtype=torch.float16)
     loaded = Cascade.load(path)
     for a, b in zip(cascade.stages, loaded.stages, strict=True):
-        for (name, p), q in zip(a.unet.state_dict().items(), b.unet.state_dict().values(), strict=True):
+        for (name, p), q in zip(
+            a.unet.state_dict().items(), b.unet.state_dict().values(), strict=True
+        ):
             assert q.dtype == p.dtype, name
             torch.testing.assert_close(q, p.half().float(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("steps", 0), ("guidance_weight", -1.0), ("dynamic_threshold_percentile", 0.0),
+     ("eta", 1.5), ("eta", -0.1), ("noise_aug_level", 1.5)],
+)  # fmt: skip
+def test_bad_sampling_settings_name_the_field(field, value):
+    with pytest.raises(InvalidArgumentError, match=field):
+        FAST.replace(**{field: value})

@@ -97,8 +97,8 @@ class SamplingConfig(Config):
                 self.dynamic_threshold_percentile,
                 "a number in (0, 100]",
             )
-        if self.eta < 0.0:
-            raise InvalidArgumentError("eta", self.eta, "a number >= 0")
+        if not 0.0 <= self.eta <= 1.0:  # what the DDIM sampler accepts
+            raise InvalidArgumentError("eta", self.eta, "a number in [0, 1]")
         if not 0.0 <= self.noise_aug_level <= 1.0:
             raise InvalidArgumentError(
                 "noise_aug_level", self.noise_aug_level, "a number in [0, 1]"

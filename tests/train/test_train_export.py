@@ -96,3 +96,20 @@ def test_export_refuses_a_stage_that_does_not_chain(trained, tmp_path):
     with pytest.raises(ModelDirectoryError, match="expects"):
         export_stage(other.output_dir, model_dir)
     assert (model_dir / "cascade.json").read_bytes() == cascade_before
+
+
+def test_export_refuses_a_stage_trained_on_another_text_length(trained, tmp_path):
+    base, _ = trained
+    model_dir = tmp_path / "model"
+    export_stage(base.output_dir, model_dir)
+    cascade_before = (model_dir / "cascade.json").read_bytes()
+    sr = make_config(
+        stage={"preset": "tiny-sr", "resolution": SR_SIZE, "lowres_resolution": LOW,
+               "unet": {"image_size": SR_SIZE}},
+        text={"encoder": "minilm", "max_length": 16},  # the base stage used 32
+        train={"steps": 1},
+    )  # fmt: skip
+    other = run_training(sr, tmp_path / "sr-16")
+    with pytest.raises(ModelDirectoryError, match="32 tokens but the stage was trained on 16"):
+        export_stage(other.output_dir, model_dir)
+    assert (model_dir / "cascade.json").read_bytes() == cascade_before

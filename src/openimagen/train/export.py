@@ -98,7 +98,7 @@ def export_stage(
     sampling = sampling.replace(**(sampling_overrides or {}))
     out = Path(output_dir)
     if (out / CASCADE_FILE).is_file():
-        return _into_cascade(stage, out, sampling, text["encoder"], dtype)
+        return _into_cascade(stage, out, sampling, text, dtype)
     if out.exists() and not overwrite and any(out.iterdir()):
         raise ModelDirectoryError(
             f"{out} exists and is not an openimagen model directory ({CASCADE_FILE} missing); "
@@ -122,13 +122,19 @@ def export_stage(
 
 
 def _into_cascade(
-    stage: Stage, directory: Path, sampling: SamplingConfig, encoder: str, dtype: torch.dtype
+    stage: Stage, directory: Path, sampling: SamplingConfig, text: dict, dtype: torch.dtype
 ) -> Path:
     config = read_cascade_config(directory)
+    encoder = text["encoder"]
     if config.text_encoder != encoder:
         raise ModelDirectoryError(
             f"{directory} uses text encoder {config.text_encoder!r} but the stage was trained "
             f"with {encoder!r}; export into a cascade built with the same text encoder"
+        )
+    if config.text_max_length != text["max_length"]:
+        raise ModelDirectoryError(
+            f"{directory} encodes prompts to {config.text_max_length} tokens but the stage was "
+            f"trained on {text['max_length']} (text.max_length); train it with the same length"
         )
     entries = list(config.stages)
     configs = [read_stage_config(directory / e.path) for e in entries]
