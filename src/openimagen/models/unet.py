@@ -212,8 +212,8 @@ class EfficientUNet(nn.Module):
         eff = cfg.memory_efficient
         self.down = nn.ModuleList()
         prev = cfg.base_channels
+        first = eff and cfg.downsample_first  # level 0 works at half resolution too
         for i in range(n):
-            first = eff and cfg.downsample_first
             before = Downsample(prev, prev) if (eff and (i > 0 or first)) else None
             after = Downsample(chs[i], chs[i]) if (not eff and i < n - 1) else None
             self.down.append(
@@ -245,15 +245,16 @@ class EfficientUNet(nn.Module):
         # up path: concat the (scaled) skip, res blocks, attention, then upsample
         self.up = nn.ModuleList()
         for i in reversed(range(n)):
+            block_in = prev + chs[i]
             if eff:
                 before = None
-                last = Upsample(chs[0], chs[0]) if cfg.downsample_first else None
-                after = Upsample(chs[i], chs[i - 1]) if i > 0 else last
-                block_in = prev + chs[i]
+                if i > 0:
+                    after = Upsample(chs[i], chs[i - 1])
+                else:  # back to full resolution after level 0 when it ran at half
+                    after = Upsample(chs[0], chs[0]) if first else None
             else:
                 before = Upsample(prev, prev) if i < n - 1 else None
                 after = None
-                block_in = prev + chs[i]
             self.up.append(
                 _Level(
                     prev,
