@@ -19,3 +19,11 @@ def minilm():
     from openimagen.text import load_text_encoder
 
     return load_text_encoder("minilm", max_length=32)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(minilm, tmp_path_factory):
+    """A tiny random two-stage cascade saved as a model directory (one per test module)."""
+    from test_cascade import tiny_cascade
+
+    return tiny_cascade(minilm).save(tmp_path_factory.mktemp("tiny") / "model")

@@ -11,12 +11,6 @@ from PIL import Image
 
 from openimagen.cli import main
 from openimagen.images import read_png_metadata
-from test_cascade import tiny_cascade
-
-
-@pytest.fixture(scope="module")
-def model_dir(minilm, tmp_path_factory):
-    return tiny_cascade(minilm).save(tmp_path_factory.mktemp("cli") / "model")
 
 
 def run(argv, capsys):
@@ -25,14 +19,14 @@ def run(argv, capsys):
     return code, out, err
 
 
-def test_generate_writes_a_png_with_provenance(model_dir, tmp_path, capsys):
+def test_generate_writes_a_png_with_provenance(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "img.png"
     code, stdout, _ = run(
         [
             "generate",
             "a red circle",
             "--model",
-            str(model_dir),
+            str(tiny_model_dir),
             "--out",
             str(out),
             "--seed",
@@ -50,14 +44,14 @@ def test_generate_writes_a_png_with_provenance(model_dir, tmp_path, capsys):
     assert json.loads(meta["sampling"])[0]["sampler"] == "ddim"
 
 
-def test_generate_several_images_and_a_grid_with_overrides(model_dir, tmp_path, capsys):
+def test_generate_several_images_and_a_grid_with_overrides(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "many.png"
     code, stdout, _ = run(
         [
             "generate",
             "a blue square",
             "--model",
-            str(model_dir),
+            str(tiny_model_dir),
             "--out",
             str(out),
             "-n",
@@ -83,7 +77,7 @@ def test_generate_several_images_and_a_grid_with_overrides(model_dir, tmp_path, 
         assert grid.size[0] > 32 * 2
 
 
-def test_same_seed_same_file_content(model_dir, tmp_path, capsys):
+def test_same_seed_same_file_content(tiny_model_dir, tmp_path, capsys):
     for name in ("a.png", "b.png"):
         assert (
             run(
@@ -91,7 +85,7 @@ def test_same_seed_same_file_content(model_dir, tmp_path, capsys):
                     "generate",
                     "a red circle",
                     "--model",
-                    str(model_dir),
+                    str(tiny_model_dir),
                     "--out",
                     str(tmp_path / name),
                     "-q",
@@ -104,13 +98,13 @@ def test_same_seed_same_file_content(model_dir, tmp_path, capsys):
         assert a.tobytes() == b.tobytes()
 
 
-def test_dry_run_prints_resolved_settings_and_writes_nothing(model_dir, tmp_path, capsys):
+def test_dry_run_prints_resolved_settings_and_writes_nothing(tiny_model_dir, tmp_path, capsys):
     code, stdout, _ = run(
         [
             "generate",
             "x",
             "--model",
-            str(model_dir),
+            str(tiny_model_dir),
             "--out",
             str(tmp_path / "o.png"),
             "--steps",
@@ -148,11 +142,11 @@ def test_bad_input_is_one_line_and_writes_nothing(args, message, tmp_path, capsy
     assert list(tmp_path.iterdir()) == []
 
 
-def test_mismatched_model_directory_is_one_line(model_dir, tmp_path, capsys):
+def test_mismatched_model_directory_is_one_line(tiny_model_dir, tmp_path, capsys):
     import shutil
 
     broken = tmp_path / "broken"
-    shutil.copytree(model_dir, broken)
+    shutil.copytree(tiny_model_dir, broken)
     cfg = broken / "stage1_sr32" / "config.json"
     data = json.loads(cfg.read_text())
     data["lowres_resolution"] = 8
@@ -216,11 +210,11 @@ def test_console_script_runs_in_a_fresh_process(tmp_path):
     ]
 
 
-def test_generate_refuses_a_blocked_prompt_and_writes_nothing(model_dir, tmp_path, capsys):
+def test_generate_refuses_a_blocked_prompt_and_writes_nothing(tiny_model_dir, tmp_path, capsys):
     policy = tmp_path / "block.txt"
     policy.write_text("# house rules\npurple dragon\n")
     out = tmp_path / "img.png"
-    argv = ["generate", "a Purple  Dragon over a square", "--model", str(model_dir),
+    argv = ["generate", "a Purple  Dragon over a square", "--model", str(tiny_model_dir),
             "--out", str(out), "--policy", str(policy), "-q"]  # fmt: skip
     code, stdout, err = run(argv, capsys)
     assert code == 2 and stdout == "" and err.count("\n") == 1
@@ -242,11 +236,11 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path):
     assert done.returncode == 141 and "Traceback" not in done.stderr
 
 
-def test_an_unwritable_output_is_one_line_not_a_traceback(model_dir, tmp_path, capsys):
+def test_an_unwritable_output_is_one_line_not_a_traceback(tiny_model_dir, tmp_path, capsys):
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a directory")
     code, _, err = run(
-        ["generate", "a red circle", "--model", str(model_dir), "--out",
+        ["generate", "a red circle", "--model", str(tiny_model_dir), "--out",
          str(blocker / "img.png"), "-q"],
         capsys,
     )  # fmt: skip

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from openimagen.cli import main
-from test_cascade import tiny_cascade
+from test_cli import run
 
 
-@pytest.fixture(scope="module")
-def model_dir(minilm, tmp_path_factory):
-    return tiny_cascade(minilm).save(tmp_path_factory.mktemp("eval") / "model")
-
-
-def run(argv, capsys):
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_eval_shapebench_writes_a_report_that_matches_what_it_prints(model_dir, tmp_path, capsys):
+def test_eval_shapebench_writes_a_report_that_matches_what_it_prints(
+    tiny_model_dir, tmp_path, capsys
+):
     out = tmp_path / "report"
     code, stdout, _ = run(
-        ["eval", "shapebench", "--model", str(model_dir), "--split", "paraphrase",
+        ["eval", "shapebench", "--model", str(tiny_model_dir), "--split", "paraphrase",
          "--num-prompts", "3", "--num-per-prompt", "2", "--steps", "2", "--stages", "1",
          "--out", str(out), "-q"],
         capsys,
@@ -43,13 +31,13 @@ def test_eval_shapebench_writes_a_report_that_matches_what_it_prints(model_dir, 
     assert f"({all_correct['correct']}/{all_correct['total']})" in line
 
 
-def test_eval_shapebench_names_the_bad_line_of_a_prompt_file(model_dir, tmp_path, capsys):
+def test_eval_shapebench_names_the_bad_line_of_a_prompt_file(tiny_model_dir, tmp_path, capsys):
     prompts = tmp_path / "p.jsonl"
     good = {"prompt": "a red circle", "objects": [{"shape": "circle", "color": "red"}]}
     bad = {"prompt": "a teal circle", "objects": [{"shape": "circle", "color": "teal"}]}
     prompts.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
     code, _, err = run(
-        ["eval", "shapebench", "--model", str(model_dir), "--prompts", str(prompts),
+        ["eval", "shapebench", "--model", str(tiny_model_dir), "--prompts", str(prompts),
          "--out", str(tmp_path / "r")],
         capsys,
     )  # fmt: skip

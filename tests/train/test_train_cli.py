@@ -13,13 +13,7 @@ from train_testutil import (
 )
 
 from openimagen.cascade import Cascade, read_cascade_config
-from openimagen.cli import main
-
-
-def run(argv, capsys):
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
+from test_cli import run
 
 
 def test_train_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path, capsys):
