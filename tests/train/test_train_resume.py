@@ -143,3 +143,21 @@ def test_foreign_checkpoints_and_reused_output_directories_are_refused(reference
     with pytest.raises(ModelDirectoryError, match="--resume auto"):
         run_training(make_config(), ref_out)
     assert _digest(checkpoint) == before
+
+
+def test_a_checkpoint_from_before_a_defaulted_field_was_added_still_resumes(reference, tmp_path):
+    """state.json written without unet.downsample_first (added later, default false)."""
+    _, ref_out = reference
+    pristine = list_checkpoints(ref_out / "checkpoints")[-1]
+    old = tmp_path / "old" / pristine.name
+    shutil.copytree(pristine, old)
+    state = json.loads((old / "state.json").read_text())
+    del state["stage_config"]["unet"]["downsample_first"]
+    (old / "state.json").write_text(json.dumps(state))
+
+    more = make_config(train={"steps": STEPS + 2})
+    from_old = run_training(more, tmp_path / "a", resume=old)
+    from_pristine = run_training(more, tmp_path / "b", resume=pristine)
+    assert from_old.resumed_from == old
+    assert from_old.losses == pytest.approx(from_pristine.losses, abs=0, rel=0)
+    assert len(from_old.losses) == 2

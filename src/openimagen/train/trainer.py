@@ -338,8 +338,13 @@ def _load_into(
     scheduler: Any,
 ) -> tuple[int, int]:
     state, tensors = ckpt.read_checkpoint(path)
-    saved_stage = state.get("stage_config")
-    if saved_stage != stage_config.to_dict():
+    # compare parsed configs, so a checkpoint written before a field with a default was
+    # added (e.g. unet.downsample_first) still resumes
+    try:
+        saved_stage = StageConfig.from_dict(state.get("stage_config"))
+    except ConfigError:
+        saved_stage = None
+    if saved_stage != stage_config:
         raise ModelDirectoryError(
             f"{path} was written for a different stage (its stage config differs from "
             "this config's [stage]); resume it with its own config or start a new --output"
