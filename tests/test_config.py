@@ -32,8 +32,9 @@ class Outer(Config):
 
 
 def test_round_trip_through_dict_and_json():
-    config = Outer(name="a", mults=(1, 2, 4), kind="sr", inner=Inner(8, 0.5), optional=2.0,
-                   flags={"x": True})
+    config = Outer(
+        name="a", mults=(1, 2, 4), kind="sr", inner=Inner(8, 0.5), optional=2.0, flags={"x": True}
+    )
     assert Outer.from_dict(config.to_dict()) == config
     import json
 
