@@ -10,8 +10,8 @@ i * per_prompt + k, so two runs of the same model give the same tables (timings 
 
 Parts (issue 6): 1 ShapeBench on the held-out splits, 2 guidance weight x thresholding,
 4 sampling-time noise-augmentation level of the SR stage, 5 samplers and step counts.
-Part 3 (frozen pretrained vs random encoder) and the train-time half of part 4 need extra
-training runs; docs/results.md says which were not run.
+Part 3 (frozen pretrained vs random encoder, ``--ablation``) and the train-time half of
+part 4 (``--sr-noaug``) need models from extra training runs; docs/results.md names them.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class Runner:
         return report["summary"], seconds, torch.cat(kept)
 
     def frechet(self, images: torch.Tensor) -> float:
-        """Frechet distance (shapes-v1 features) to as many rendered training scenes."""
+        """Frechet distance (shapes-v2 features) to as many rendered training scenes."""
         n, resolution = images.shape[0], images.shape[-1]
         if resolution not in self._real:
             world = ShapesWorld(resolution=resolution, seed=12345)
@@ -132,15 +132,26 @@ def part3(args: argparse.Namespace, models: list[tuple[str, str]]) -> dict:
     return {"rows": rows}
 
 
-def part4(run: Runner, base: list[SamplingConfig], levels: list[float]) -> dict:
+def part4(run: Runner, base: list[SamplingConfig], levels: list[float], noaug: str | None) -> dict:
+    """Sampling-time aug level sweep, for the model and (``noaug``) for the same cascade
+    whose SR stage was trained without noise conditioning augmentation."""
+    arms = [("with", run)]
+    if noaug is not None:
+        cascade = openimagen.load(noaug)
+        if len(cascade.stages) != len(run.cascade.stages):
+            raise SystemExit(f"--sr-noaug {noaug}: expected {len(run.cascade.stages)} stages")
+        arms.append(("without", Runner(cascade, run.args)))
     rows = []
-    for level in levels:
-        sampling = [base[0], *(s.replace(noise_aug_level=level) for s in base[1:])]
-        summary, _, images = run.shapebench(f"p4-aug{level:g}", "heldout_compositions", sampling,
-                                            len(run.cascade.stages))  # fmt: skip
-        rows.append({"aug_level": level, "all_correct": summary["all_correct"],
-                     "frechet": run.frechet(images)})  # fmt: skip
-    return {"rows": rows}
+    for trained, arm in arms:
+        for level in levels:
+            sampling = [base[0], *(s.replace(noise_aug_level=level) for s in base[1:])]
+            name = f"p4-{trained}-aug{level:g}"
+            stages = len(arm.cascade.stages)
+            summary, _, images = arm.shapebench(name, "heldout_compositions", sampling, stages)
+            rows.append({"sr_trained": f"{trained} aug", "aug_level": level,
+                         "all_correct": summary["all_correct"],
+                         "frechet": arm.frechet(images)})  # fmt: skip
+    return {"rows": rows, "noaug_model": noaug}
 
 
 def part5(run: Runner, base: list[SamplingConfig], settings: list[tuple[str, int]]) -> dict:
@@ -181,7 +192,7 @@ def plots(results: dict, out: Path) -> None:
             ax.plot(x, y, marker=marker, label=f"{threshold} thresholding")
             for r, xi, yi in zip(rows, x, y, strict=True):
                 ax.annotate(f"w={r['w']:g}", (xi, yi), fontsize=7)
-        ax.set_xlabel("Frechet distance (shapes-v1), lower is better")
+        ax.set_xlabel("Frechet distance (shapes-v2), lower is better")
         ax.set_ylabel("ShapeBench all-correct")
         ax.legend()
         ax.set_title("Guidance sweep: base stage, held-out compositions", fontsize=10)
@@ -250,7 +261,7 @@ def markdown(results: dict) -> str:
     if "part2" in results:
         lines += ["## 2. Guidance weight and thresholding (base stage, 32x32)", "",
                   _setting(results["part2"]["meta"]) + " Held-out compositions; Frechet "
-                  "distance in the shapes-v1 feature space against as many rendered training "
+                  "distance in the shapes-v2 feature space against as many rendered training "
                   "scenes (lower is closer to the data).", "",
                   "| thresholding | w | all-correct | colour | Frechet |", "|---|---|---|---|---|"]  # fmt: skip
         for r in results["part2"]["data"]["rows"]:
@@ -267,11 +278,15 @@ def markdown(results: dict) -> str:
                          f"{pct(r['color'])} | {pct(r['shape'])} |")  # fmt: skip
         lines.append("")
     if "part4" in results:
-        lines += ["## 4. Sampling-time noise-augmentation level of the SR stage (full cascade)",
-                  "", _setting(results["part4"]["meta"]), "",
-                  "| aug level | all-correct | Frechet (128x128) |", "|---|---|---|"]  # fmt: skip
+        lines += ["## 4. Noise conditioning augmentation of the SR stage (full cascade)", "",
+                  _setting(results["part4"]["meta"]) + " The same base stage and seeds; the "
+                  "SR stage trained with augmentation (the bundled one, level ~ U[0, 0.5]) or "
+                  "without (`--sr-noaug`), each sampled at several aug levels.", "",
+                  "| SR trained | aug level at sampling | all-correct | Frechet (128x128) |",
+                  "|---|---|---|---|"]  # fmt: skip
         for r in results["part4"]["data"]["rows"]:
-            lines.append(f"| {r['aug_level']:g} | {pct(r['all_correct'])} | {r['frechet']:.1f} |")
+            lines.append(f"| {r.get('sr_trained', 'with aug')} | {r['aug_level']:g} | "
+                         f"{pct(r['all_correct'])} | {r['frechet']:.1f} |")  # fmt: skip
         lines.append("")
     if "part5" in results:
         lines += ["## 5. Samplers and step counts (base stage, 32x32)", "",
@@ -304,21 +319,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--aug-levels", default="0,0.1,0.2,0.4", help="SR aug levels (part 4)")
     parser.add_argument(
+        "--sr-noaug",
+        default=None,
+        metavar="MODEL_DIR",
+        help="part 4: the same cascade with an SR stage trained without noise augmentation",
+    )
+    parser.add_argument(
         "--samplers",
         default="ddpm:1000,ddpm:250,ddim:10,ddim:20,ddim:50,dpmpp_2m:10,dpmpp_2m:20,dpmpp_2m:50",
         help="sampler:steps list (part 5)",
     )
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
-    cascade = openimagen.load(args.model)
-    base = list(cascade.sampling)
+    # part 3 loads its own arms; the model itself is loaded only when a part needs it
+    needs_model = bool(parts & {"grids", "1", "2", "4", "5"})
+    cascade = openimagen.load(args.model) if needs_model else None
+    base = list(cascade.sampling) if cascade is not None else []
     out = Path(args.out)
     (out / "results").mkdir(parents=True, exist_ok=True)
-    run = Runner(cascade, args)
+    run = Runner(cascade, args) if cascade is not None else None
     meta = {
         "date": time.strftime("%Y-%m-%d"),
-        "device": str(next(cascade.stages[0].unet.parameters()).device),
-        "model": cascade.model_id,
+        "device": str(cascade.device) if cascade is not None else "cpu",
+        "model": cascade.model_id if cascade is not None else "",
         "default_sampling": [s.to_dict() for s in base],
         "prompts": args.prompts,
         "per_prompt": args.per_prompt,
@@ -329,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         "part1": lambda: part1(run, base),
         "part2": lambda: part2(run, base, [float(w) for w in args.weights.split(",")]),
         "part3": lambda: part3(args, [tuple(m.split("=", 1)) for m in args.ablation]),
-        "part4": lambda: part4(run, base, [float(a) for a in args.aug_levels.split(",")]),
+        "part4": lambda: part4(
+            run, base, [float(a) for a in args.aug_levels.split(",")], args.sr_noaug
+        ),
         "part5": lambda: part5(
             run, base, [(p.split(":")[0], int(p.split(":")[1])) for p in args.samplers.split(",")]
         ),
@@ -342,7 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "part3" and not args.ablation:
             parser.error("part 3 needs --ablation NAME=MODEL_DIR (at least two)")
         # each part is its own file, so parts can run in separate processes side by side
-        data = {"meta": meta, "data": job()}
+        part_meta = meta
+        if name == "part3":  # its models are the arms, not --model
+            part_meta = dict(meta, model=", ".join(m.split("=", 1)[0] for m in args.ablation))
+        data = {"meta": part_meta, "data": job()}
         (out / "results" / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
     results = {}
     for name in jobs:

@@ -24,7 +24,13 @@ Measured, per case:
 - FLOPs of one training step of each model (torch.utils.flop_counter.FlopCounterMode, with
   scaled_dot_product_attention on its math backend so attention is counted as the matmuls
   it is), hence achieved FLOP/s, against this machine's measured single-thread (``--threads``)
-  matmul and 3x3 convolution throughput.
+  matmul and 3x3 convolution throughput in the run's precision.
+
+``--precision bf16`` runs both models' forward and loss under
+``torch.autocast(device_type, dtype=torch.bfloat16)`` (mixed precision: weights, gradients
+and AdamW state stay fp32), in the timing and in the memory subprocesses, and measures the
+bf16 matmul and convolution throughput as the peak. Each precision has its own marked
+section in docs/benchmarks.md.
 
 The reference environment never loads T5 and never reaches a model hub: ``import
 imagen_pytorch`` reads google/t5-v1_1-base's config at import time (to default
@@ -57,10 +63,20 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "docs" / "benchmarks.md"
-SECTION_BEGIN = (
-    "<!-- BEGIN unet_vs_imagen_pytorch (written by benchmarks/unet_vs_imagen_pytorch.py) -->"
-)
-SECTION_END = "<!-- END unet_vs_imagen_pytorch -->"
+PRECISIONS = ("fp32", "bf16")
+# One marked section of docs/benchmarks.md per precision, so a run of one precision leaves
+# the other's table in place. The fp32 markers are the original ones (no precision in them).
+SECTION_MARKERS = {
+    "fp32": (
+        "<!-- BEGIN unet_vs_imagen_pytorch (written by benchmarks/unet_vs_imagen_pytorch.py) -->",
+        "<!-- END unet_vs_imagen_pytorch -->",
+    ),
+    "bf16": (
+        "<!-- BEGIN unet_vs_imagen_pytorch bf16 (written by benchmarks/unet_vs_imagen_pytorch.py"
+        " --precision bf16) -->",
+        "<!-- END unet_vs_imagen_pytorch bf16 -->",
+    ),
+}
 OURS, THEIRS = "openimagen", "imagen-pytorch"
 SPEEDUP_TARGET = 1.5
 PEAK_TARGET = 0.40  # share of the measured convolution peak (issue 8)
@@ -373,9 +389,21 @@ def model_call(name: str, model: Any) -> Callable[[Batch], Any]:
 
 
 class Runner:
-    """A model with its optimizer and the two timed operations."""
+    """A model with its optimizer and the two timed operations.
 
-    def __init__(self, name: str, spec: dict[str, Any], device: Any, lr: float = 1e-4):
+    ``precision="bf16"``: the forward and the loss run under bf16 autocast; the parameters,
+    their gradients and the AdamW state stay fp32 (standard mixed precision, as the
+    trainer's ``train.mixed_precision = "bf16"`` through Accelerate).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        device: Any,
+        precision: str = "fp32",
+        lr: float = 1e-4,
+    ):
         import torch
 
         self.name = name
@@ -383,13 +411,22 @@ class Runner:
         self.call = model_call(name, self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr)
         self.device = device
+        self.precision = precision
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        import torch
+
+        enabled = self.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def train_step(self, batch: Batch) -> float:
         import torch.nn.functional as F
 
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.mse_loss(self.call(batch), batch.noise)
+        with self.autocast():
+            # autocast runs mse_loss in fp32 whatever the output's dtype
+            loss = F.mse_loss(self.call(batch), batch.noise)
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())  # also a host sync, so the step is finished when timed
@@ -398,7 +435,7 @@ class Runner:
         import torch
 
         self.model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             out = self.call(batch)
         if out.shape != batch.x_t.shape:
             raise RuntimeError(f"{self.name} returned {tuple(out.shape)}")
@@ -447,7 +484,7 @@ def memory_worker(job: dict[str, Any]) -> dict[str, Any]:
     else:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
         baseline = _proc_status_kib("VmRSS") * 1024
-    runner = Runner(job["name"], job["spec"], device)
+    runner = Runner(job["name"], job["spec"], device, args.precision)
     for _ in range(job["steps"]):
         runner.train_step(batch) if job["mode"] == "train" else runner.forward(batch)
     if device.type == "cuda":
@@ -553,32 +590,40 @@ def count_train_flops(runner: Runner, batch: Batch) -> int:
     return int(counter.get_total_flops())
 
 
+def peak_prefix(precision: str) -> str:
+    """The key prefix of a precision's ops in measure_peaks ("" for fp32, the original keys)."""
+    return "" if precision == "fp32" else f"{precision} "
+
+
 def measure_peaks(args: argparse.Namespace, device: Any) -> dict[str, dict[str, float]]:
     """Best and median FLOP/s of a square matmul and of 3x3 convolutions shaped like ours.
 
     Convolutions: [8, 64, 64, 64] and [8, 128, 32, 32] inputs, same channels out, padding 1,
-    contiguous (NCHW) and channels_last; the "conv" peak is the best of them.
+    contiguous (NCHW) and channels_last; the "conv" peak is the best of them. Always in
+    fp32; with ``--precision bf16`` also with bf16 tensors (what autocast hands the matmul
+    and convolution kernels), under keys starting with "bf16 ".
     """
     import torch
     import torch.nn.functional as F
 
     n = args.peak_matmul_n
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(device)
-    b = torch.randn(n, n, generator=gen).to(device)
-    ops: dict[str, tuple[Callable[[], Any], float]] = {
-        f"matmul {n}x{n}": (lambda: torch.mm(a, b), 2.0 * n**3)
-    }
-    for c, s in ((64, 64), (128, 32)):
-        x = torch.randn(8, c, s, s, generator=gen).to(device)
-        w = torch.randn(c, c, 3, 3, generator=gen).to(device)
-        flops = 2.0 * 8 * c * s * s * c * 9
-        xl, wl = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
-        ops[f"conv3x3 [8,{c},{s},{s}]"] = (lambda x=x, w=w: F.conv2d(x, w, padding=1), flops)
-        ops[f"conv3x3 [8,{c},{s},{s}] channels_last"] = (
-            lambda x=xl, w=wl: F.conv2d(x, w, padding=1),
-            flops,
-        )
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    ops: dict[str, tuple[Callable[[], Any], float]] = {}
+    for precision in ("fp32",) if args.precision == "fp32" else ("fp32", args.precision):
+        dtype, prefix = dtypes[precision], peak_prefix(precision)
+        a = torch.randn(n, n, generator=gen).to(device, dtype)
+        b = torch.randn(n, n, generator=gen).to(device, dtype)
+        ops[f"{prefix}matmul {n}x{n}"] = (lambda a=a, b=b: torch.mm(a, b), 2.0 * n**3)
+        for c, s in ((64, 64), (128, 32)):
+            x = torch.randn(8, c, s, s, generator=gen).to(device, dtype)
+            w = torch.randn(c, c, 3, 3, generator=gen).to(device, dtype)
+            flops = 2.0 * 8 * c * s * s * c * 9
+            xl = x.to(memory_format=torch.channels_last)
+            wl = w.to(memory_format=torch.channels_last)
+            key = f"{prefix}conv3x3 [8,{c},{s},{s}]"
+            ops[key] = (lambda x=x, w=w: F.conv2d(x, w, padding=1), flops)
+            ops[f"{key} channels_last"] = (lambda x=xl, w=wl: F.conv2d(x, w, padding=1), flops)
     samples: dict[str, list[float]] = {k: [] for k in ops}
     with torch.no_grad():
         for _ in range(args.peak_rounds):  # rounds over all ops, so load hits them alike
@@ -605,6 +650,7 @@ def merge_peaks(*runs: dict[str, dict[str, float]]) -> dict[str, dict[str, float
 
 
 def peak_of(peaks: dict[str, dict[str, float]], prefix: str) -> tuple[str, float]:
+    """The best op whose key starts with ``prefix`` ("conv", "bf16 matmul", ...)."""
     key = max((k for k in peaks if k.startswith(prefix)), key=lambda k: peaks[k]["best"])
     return key, peaks[key]["best"]
 
@@ -678,13 +724,17 @@ def _gflops(x: float) -> str:
     return f"{x / 1e9:,.1f}"
 
 
-def render(result: dict[str, Any]) -> str:
-    """The markdown section: how to run, what is measured, and this run's numbers."""
-    a, m = result["args"], result["machine"]
-    mib = 1024 * 1024
-    cases = result["cases"]
-    lines = [
-        SECTION_BEGIN,
+def render_intro(precision: str) -> list[str]:
+    """The section's heading and introduction: in full for fp32, short for other precisions."""
+    if precision != "fp32":
+        return [
+            f"### {precision} mixed precision: openimagen vs imagen-pytorch",
+            "",
+            "The benchmark above with `--precision bf16`: both models' forward and loss under",
+            "`torch.autocast(device_type, dtype=torch.bfloat16)`, everything else as in fp32.",
+            "",
+        ]
+    return [
         "## U-Nets: openimagen vs imagen-pytorch",
         "",
         "Training-step and forward time, peak memory and FLOP/s of our U-Nets beside",
@@ -714,11 +764,39 @@ def render(result: dict[str, Any]) -> str:
         "cache, sets `HF_HUB_OFFLINE=1`, and passes random text embeddings to both U-Nets; no",
         "T5 weights are ever loaded.",
         "",
-        "### Method",
+    ]
+
+
+def render_precision(precision: str) -> str:
+    """The Method bullet's words for the run's precision."""
+    if precision == "fp32":
+        return "fp32"
+    return (
+        f"{precision} mixed precision: both models' forward and loss run inside"
+        f" `torch.autocast(device_type, dtype=torch.bfloat16)` (matmuls and convolutions in"
+        " bf16, reductions and normalizations as autocast's op lists decide; backward in the"
+        " dtypes autocast chose); parameters, gradients and the AdamW state stay fp32, as with"
+        ' the trainer\'s `train.mixed_precision = "bf16"`'
+    )
+
+
+def render(result: dict[str, Any]) -> str:
+    """The markdown section: how to run, what is measured, and this run's numbers."""
+    a, m = result["args"], result["machine"]
+    precision = a["precision"]
+    begin, end = SECTION_MARKERS[precision]
+    h = "###" if precision == "fp32" else "####"  # bf16 sits under the fp32 section's heading
+    prefix = peak_prefix(precision)
+    mib = 1024 * 1024
+    cases = result["cases"]
+    lines = [
+        begin,
+        *render_intro(precision),
+        f"{h} Method{'' if precision == 'fp32' else f' ({precision})'}",
         "",
-        f"- {a['dtype']}, {a['threads']} torch thread(s) for every measurement; text embeddings"
-        f" [B, {a['text_len']}, {a['text_dim']}] with a mask (random lengths), timesteps in"
-        " [0, 1]; SR cases add the upsampled low-res image and a noise-augmentation level."
+        f"- {render_precision(precision)}; {a['threads']} torch thread(s) for every"
+        f" measurement; text embeddings [B, {a['text_len']}, {a['text_dim']}] with a mask"
+        " (random lengths), timesteps in [0, 1]; SR cases add the upsampled low-res image and a noise-augmentation level."
         " Epsilon-prediction MSE loss, AdamW (lr 1e-4), the same batch for both models.",
         "- Training step = forward + loss + backward + AdamW step; forward = inference mode.",
         f"- Timing in one process: {a['warmup']} warm-up round(s), then {a['repeats']} rounds,"
@@ -730,13 +808,15 @@ def render(result: dict[str, Any]) -> str:
         "- FLOPs: `torch.utils.flop_counter.FlopCounterMode` over one training step (forward +"
         " backward; the AdamW update's elementwise work is not counted), with"
         " scaled_dot_product_attention on its math backend while counting so that attention"
-        " is counted as its matmuls. Achieved FLOP/s = FLOPs / median training-step time."
-        " Machine peak = best of repeated single-thread fp32 `torch.mm` and 3x3 `conv2d`"
-        " runs (shapes below), measured at the start and at the end of this run.",
+        " is counted as its matmuls (the count does not depend on the precision). Achieved"
+        " FLOP/s = FLOPs / median training-step time. Machine peak = best of repeated"
+        f" single-thread {precision} `torch.mm` and 3x3 `conv2d` runs"
+        f"{'' if precision == 'fp32' else f' on {precision} tensors'} (shapes below),"
+        " measured at the start and at the end of this run.",
         "- Speedup = imagen-pytorch time / openimagen time (> 1: ours faster). Memory ratio ="
         " openimagen / imagen-pytorch (< 1: ours smaller).",
         "",
-        f"### Results ({result['date']})",
+        f"{h} Results ({'' if precision == 'fp32' else f'{precision}, '}{result['date']})",
         "",
         f"Machine: {m['cpu']}; device {m['device']}; load average "
         f"{result['load_before']} before, {result['load_after']} after.",
@@ -788,14 +868,15 @@ def render(result: dict[str, Any]) -> str:
             f"**{'met' if mem_ok else 'NOT met'}**)."
         )
     peaks = result["peaks"]
-    conv_key, conv_peak = peak_of(peaks, "conv")
-    mm_key, mm_peak = peak_of(peaks, "matmul")
+    conv_key, conv_peak = peak_of(peaks, prefix + "conv")
+    mm_key, mm_peak = peak_of(peaks, prefix + "matmul")
     lines += [
         "",
         f"FLOP/s ({a['threads']} thread(s); GFLOP per training step, achieved GFLOP/s, share of"
-        " the measured peaks):",
+        f" the measured {precision} peaks):",
         "",
-        "| case | model | GFLOP / step | achieved GFLOP/s | % of conv peak | % of matmul peak |",
+        f"| case | model | GFLOP / step | achieved GFLOP/s | % of {precision} conv peak"
+        f" | % of {precision} matmul peak |",
         "|---|---|---|---|---|---|",
     ]
     for c in cases:
@@ -808,7 +889,8 @@ def render(result: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "Machine throughput, fp32, GFLOP/s (best / median of the repeats):",
+        "Machine throughput, GFLOP/s (best / median of the repeats; the peaks above are the"
+        f" {precision} rows{'' if precision == 'fp32' else ', fp32 shown for comparison'}):",
         "",
         "| op | best | median |",
         "|---|---|---|",
@@ -819,9 +901,10 @@ def render(result: dict[str, Any]) -> str:
     ours_rate = ours_base["flops"][OURS] / ours_base["times"][OURS]["train"]["median"]
     lines += [
         "",
-        f"Convolution peak = {conv_key} ({_gflops(conv_peak)} GFLOP/s); matmul peak = {mm_key}"
+        f"{precision} convolution peak = {conv_key} ({_gflops(conv_peak)} GFLOP/s); {precision}"
+        f" matmul peak = {mm_key}"
         f" ({_gflops(mm_peak)} GFLOP/s). Our {ours_base['title']} training step reaches"
-        f" {ours_rate / conv_peak:.0%} of the convolution peak (target >= {PEAK_TARGET:.0%}: "
+        f" {ours_rate / conv_peak:.0%} of the {precision} convolution peak (target >= {PEAK_TARGET:.0%}: "
         f"**{'met' if ours_rate / conv_peak >= PEAK_TARGET else 'NOT met'}**).",
         "",
         "Configs (imagen-pytorch `Unet` kwargs; openimagen `UNetConfig`):",
@@ -845,22 +928,32 @@ def render(result: dict[str, Any]) -> str:
                     c["profiles"][name].rstrip(),
                     "```",
                 ]
-    lines.append(SECTION_END)
+    lines.append(end)
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (or create the file), atomically."""
+def write_section(
+    path: Path, section: str, begin: str, end: str, after_marker: str | None = None
+) -> None:
+    """Replace the section between ``begin`` and ``end`` in ``path``, atomically.
+
+    A file without the section gets it right after ``after_marker`` (when that is in the
+    file; e.g. the bf16 section after the fp32 section's end), else at its end; a missing
+    file is created.
+    """
     from openimagen.fileio import atomic_write
 
     header = (
         "# Benchmarks\n\nSpeed and memory of openimagen, measured on this project's machines.\n"
     )
     text = path.read_text() if path.exists() else header
-    if SECTION_BEGIN in text and SECTION_END in text:
-        before = text[: text.index(SECTION_BEGIN)]
-        after = text[text.index(SECTION_END) + len(SECTION_END) :].lstrip("\n")
+    if begin in text and end in text:
+        before = text[: text.index(begin)]
+        after = text[text.index(end) + len(end) :].lstrip("\n")
         text = before + section + ("\n" + after if after else "")
+    elif after_marker is not None and after_marker in text:
+        cut = text.index(after_marker) + len(after_marker)
+        text = text[:cut].rstrip("\n") + "\n\n" + section + "\n" + text[cut:].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     with atomic_write(path, "w") as handle:
@@ -901,7 +994,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=7, help="timed rounds")
     p.add_argument("--threads", type=int, default=1, help="torch threads, for every measurement")
     p.add_argument("--device", default="cpu", help="'cpu', 'cuda', or 'auto'")
-    p.add_argument("--dtype", choices=["fp32"], default="fp32")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="bf16: both models' forward and loss under bf16 autocast (weights and AdamW fp32);"
+        " each precision writes its own section of --out",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--param-tolerance",
@@ -978,7 +1077,7 @@ def run_case(
             )
 
     batch = make_batch(case, args, device)
-    runners = [Runner(OURS, specs[OURS], device), Runner(THEIRS, specs[THEIRS], device)]
+    runners = [Runner(name, specs[name], device, args.precision) for name in (OURS, THEIRS)]
     raw = time_interleaved(runners, batch, args, lambda msg: log(f"{case.key}: {msg}"))
     times = {n: {op: summarize(v) for op, v in ops.items()} for n, ops in raw.items()}
     ratios = {
@@ -1054,7 +1153,9 @@ def main(argv: list[str] | None = None) -> int:
             "peaks_runs": [peaks_start, peaks_end],
             "command": "bash benchmarks/run_unet_benchmark.sh " + " ".join(shown_args),
         }
-    write_section(args.out, render(result))
+    begin, end = SECTION_MARKERS[args.precision]
+    fp32_end = SECTION_MARKERS["fp32"][1]
+    write_section(args.out, render(result), begin, end, None if end == fp32_end else fp32_end)
     log(f"wrote {args.out}")
     if args.json_out is not None:
         from openimagen.fileio import atomic_write_json

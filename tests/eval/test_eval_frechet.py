@@ -63,7 +63,7 @@ def test_eval_frechet_from_samples_approaches_the_population_value():
 
 def test_eval_shapes_features_separate_real_from_corrupted():
     extractor = ShapesFeatureExtractor()
-    assert isinstance(extractor, FeatureExtractor) and extractor.name == "shapes-v1"
+    assert isinstance(extractor, FeatureExtractor) and extractor.name == "shapes-v2"
     a = torch.stack([ShapesWorld(resolution=32, seed=10)[i]["image"] for i in range(160)])
     b = torch.stack([ShapesWorld(resolution=32, seed=11)[i]["image"] for i in range(160)])
     feats = extractor(a[:4])
@@ -87,6 +87,18 @@ def test_eval_shapes_features_separate_real_from_corrupted():
     same = frechet_distance(*stats["a"], *stats["b"])
     for name in ("noisy", "blurred", "recoloured"):
         assert frechet_distance(*stats["a"], *stats[name]) > 3 * same, name
+
+
+def test_eval_shapes_features_no_coordinate_swamps_the_rest_at_128():
+    """Coordinates constant over perfect renders (fitted blur at 128x128) are floored, so a
+    mildly blurred image moves them a bounded amount rather than by 1/1e-3 (shapes-v1)."""
+    extractor = ShapesFeatureExtractor()
+    b = torch.stack([ShapesWorld(resolution=128, seed=3)[i]["image"] for i in range(6)])
+    blurred = torch.nn.functional.avg_pool2d(b, 3, stride=1, padding=1, count_include_pad=False)
+    z = extractor(blurred)  # [6, 76], in units of the data's spread
+    assert z.abs().max() < 100
+    # and the blur still shows: the image-statistics group moves by more than a spread
+    assert (z - extractor(b)).abs().max() > 1
 
 
 def test_eval_inception_loader_never_downloads(tmp_path, monkeypatch):

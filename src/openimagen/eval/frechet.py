@@ -137,10 +137,14 @@ def frechet_distance_images(
 
 
 class ShapesFeatureExtractor:
-    """A documented, weight-free feature space for the shapes world ("shapes-v1", 76 dims).
+    """A documented, weight-free feature space for the shapes world ("shapes-v2", 76 dims).
 
     Each coordinate is standardized by its standard deviation over 256 rendered training
-    scenes at the input's resolution (computed once per resolution, deterministic).
+    scenes at the input's resolution (computed once per resolution, deterministic), floored
+    at ``std_floor`` = 0.05 in the coordinate's own units (a 5% pixel fraction, 0.05 in pixel
+    value, 0.05 objects or pixels): a coordinate that is constant over perfect renders, such
+    as the fitted blur at 128x128, would otherwise be divided by ~0 and swamp all the others
+    (shapes-v1 floored at 1e-3 and gave distances in the millions at 128x128).
 
     Every factor the world varies, and every typical failure of a generator, moves one
     group of coordinates, so the distance is small only when the two sets agree on all:
@@ -154,7 +158,8 @@ class ShapesFeatureExtractor:
       and the fraction of pixels matching no palette colour (blur, noise, colour bleeding).
     """
 
-    name = "shapes-v1"
+    name = "shapes-v2"
+    std_floor = 0.05
     dim = 76
     reference_size = 256
     reference_seed = 20240601
@@ -186,7 +191,7 @@ class ShapesFeatureExtractor:
             ref = self.raw_features(
                 torch.stack([world[i]["image"] for i in range(self.reference_size)])
             )
-            self._reference[resolution] = (ref.mean(dim=0), ref.std(dim=0).clamp_min(1e-3))
+            self._reference[resolution] = (ref.mean(dim=0), ref.std(dim=0).clamp_min(self.std_floor))
         return self._reference[resolution]
 
     def raw_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -262,7 +267,7 @@ def load_inception_extractor(
             "weights_path", str(path), "an existing InceptionV3 weights file ("
             + " or ".join(f"{k}: {v}" for k, v in _WEIGHT_FILES.items()) + ")",
             "openimagen never downloads weights: fetch the file where you have internet access "
-            "and pass its path, or use the weight-free 'shapes-v1' extractor.",
+            "and pass its path, or use the weight-free 'shapes-v2' extractor.",
         )  # fmt: skip
     if format == "auto":
         format = next((k for k, v in _WEIGHT_FILES.items() if path.name == v), "")
