@@ -165,6 +165,26 @@ def test_out_of_range_option_is_rejected_by_the_parser(capsys):
     assert "expected an integer in [1, 64]" in capsys.readouterr().err
 
 
+def test_eta_reaches_the_ddim_sampler_and_is_range_checked(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "eta.png"
+    argv = ["generate", "a red circle", "--model", str(tiny_model_dir), "--out", str(out)]
+    code, _, _ = run([*argv, "--sampler", "ddim", "--steps", "2", "--eta", "0.7", "-q"], capsys)
+    assert code == 0
+    settings = json.loads(read_png_metadata(out)["sampling"])
+    assert {s["eta"] for s in settings} == {0.7} and {s["sampler"] for s in settings} == {"ddim"}
+    # eta changes the draw (stochastic DDIM), so the flag is not just recorded
+    deterministic = tmp_path / "eta0.png"
+    argv[-1] = str(deterministic)
+    code, _, _ = run([*argv, "--sampler", "ddim", "--steps", "2", "--eta", "0", "-q"], capsys)
+    assert code == 0
+    with Image.open(out) as a, Image.open(deterministic) as b:
+        assert a.tobytes() != b.tobytes()  # pixels, not just the recorded settings
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--eta", "1.5"])
+    assert info.value.code == 2
+    assert "expected a number in [0, 1]" in capsys.readouterr().err
+
+
 def test_encode_text_fills_the_cache_then_hits_it(tmp_path, capsys):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "a red circle"}\n\n{"prompt": "a blue square"}\n')

@@ -56,6 +56,7 @@ def _sampling_overrides(args: argparse.Namespace) -> dict:
         "threshold": "threshold",
         "percentile": "dynamic_threshold_percentile",
         "noise_aug": "noise_aug_level",
+        "eta": "eta",
     }
     return {
         field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None
@@ -297,6 +298,12 @@ def _add_sampling_options(p: argparse.ArgumentParser, scope: str = "every stage"
         type=ranged(float, 0.0, 1.0, "a number in [0, 1]"),
         default=None,
         help="SR noise-augmentation level at sampling time",
+    )
+    p.add_argument(
+        "--eta",
+        type=ranged(float, 0.0, 1.0, "a number in [0, 1]"),
+        default=None,
+        help="DDIM stochasticity: 0 = deterministic DDIM, 1 = DDPM-like (ddim sampler only)",
     )
 
 

@@ -232,14 +232,14 @@ def _open_image(data: bytes, name: Path) -> Any:
 
 
 # -- positions and pixels ----------------------------------------------------------------------
-def item_index(sample_index: int, length: int, seed: int, *, shuffle: bool = True) -> int:
+def item_index(sample_index: int, length: int, seed: int) -> int:
     """The item read at global sample position ``sample_index``.
 
     Finite sources are read in a fresh permutation each epoch, seeded by (seed, epoch), so
     the whole data order is a pure function of the seed. The shapes world is not shuffled
     (its items are already independent random scenes).
     """
-    if not shuffle or length >= SHAPES_LENGTH:
+    if length >= SHAPES_LENGTH:
         return sample_index % length
     epoch, offset = divmod(sample_index, length)
     return int(_permutation(length, seed, epoch)[offset])

@@ -191,7 +191,10 @@ class ShapesFeatureExtractor:
             ref = self.raw_features(
                 torch.stack([world[i]["image"] for i in range(self.reference_size)])
             )
-            self._reference[resolution] = (ref.mean(dim=0), ref.std(dim=0).clamp_min(self.std_floor))
+            self._reference[resolution] = (
+                ref.mean(dim=0),
+                ref.std(dim=0).clamp_min(self.std_floor),
+            )
         return self._reference[resolution]
 
     def raw_features(self, images: torch.Tensor) -> torch.Tensor:

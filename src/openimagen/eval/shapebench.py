@@ -239,24 +239,6 @@ def summarize(
     return out
 
 
-def score_many(
-    images: Iterable[Any],
-    specs: Sequence[ShapeSpec],
-    *,
-    config: ShapesConfig | None = None,
-    relation_tolerance: float = 0.03,
-    progress: bool = False,
-) -> tuple[dict[str, Any], list[ScoreResult]]:
-    """Score image i against spec i; returns (summary with CIs, per-image results)."""
-    results = [
-        score_image(img, spec, config=config, relation_tolerance=relation_tolerance)
-        for img, spec in tqdm(
-            zip(images, specs, strict=True), total=len(specs), disable=not progress, desc="scoring"
-        )
-    ]
-    return summarize(results, [s.category for s in specs]), results
-
-
 # -- prompt suites -----------------------------------------------------------------------------
 def load_prompt_file(path: str | os.PathLike) -> list[ShapeSpec]:
     """Read a JSONL prompt file, one spec per line; errors name the line and the field."""
