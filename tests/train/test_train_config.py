@@ -1,4 +1,5 @@
-"""Bad configs fail before training starts and name the key; grad accumulation; NaN stop."""
+"""Bad configs fail before training starts and name the key; bad data is one line;
+grad accumulation; NaN stop."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from train_testutil import (
     write_toml,
 )
 
-from openimagen.errors import ConfigError
+from openimagen.errors import ConfigError, OpenImagenError
 from openimagen.train import TrainingDivergedError, load_config, run_training
 from openimagen.train.checkpoint import list_checkpoints
 
@@ -126,3 +127,18 @@ def test_shipped_configs_are_valid(path):
     stage = build_stage_config(config)  # preset + overrides + resolution checks
     assert stage.resolution == config.stage.resolution
     assert stage.unet.text_embed_dim == 384  # the bundled MiniLM's width
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_unreadable_image_is_one_line_with_or_without_loader_workers(tmp_path, workers):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"{i}.txt").write_text("a red square")
+        (folder / f"{i}.png").write_bytes(b"not a png at all")
+    config = make_config(data={"source": "folder", "path": str(folder), "num_workers": workers})
+    with pytest.raises(OpenImagenError) as info:
+        run_training(config, tmp_path / "run")
+    message = str(info.value)
+    assert "a readable image file" in message
+    assert "\n" not in message and "Traceback" not in message

@@ -233,7 +233,7 @@ def run_training(
             model.train()
             total = torch.zeros((), device=accelerator.device)
             for r in range(config.train.grad_accum):
-                images, captions, first = next(loader)
+                images, captions, first = _next_batch(loader)
                 gens = sample_generators(config.train.seed, int(first), micro)
                 emb, mask = embed(list(captions))
                 sync = r == config.train.grad_accum - 1
@@ -326,6 +326,23 @@ def _resolve_resume(resume: str | Path | None, root: Path) -> Path | None:
     path = Path(resume)
     ckpt.read_checkpoint(path)  # validates: foreign or damaged -> ModelDirectoryError
     return path
+
+
+def _next_batch(loader: Any) -> Any:
+    """``next(loader)``, with a data error raised in a DataLoader worker process turned back
+    into one line: torch re-raises it as "Caught X in DataLoader worker process N. Original
+    Traceback ..." (as a RuntimeError when X needs several arguments)."""
+    try:
+        return next(loader)
+    except (OpenImagenError, RuntimeError) as exc:
+        text = str(exc)
+        if "in DataLoader worker process" not in text:
+            raise
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        kind, _, message = last.partition(": ")
+        if not message or not kind.startswith("openimagen."):
+            raise  # not one of our errors (a bug, not bad data): keep torch's full report
+        raise OpenImagenError(f"data (in a DataLoader worker): {message}") from None
 
 
 def _load_into(
