@@ -7,6 +7,8 @@
 #
 #   bash benchmarks/run_unet_benchmark.sh              # full run (~9 min on a loaded 2-core CPU)
 #   bash benchmarks/run_unet_benchmark.sh --quick      # smoke run of the harness (~2 min)
+#   bash benchmarks/run_unet_benchmark.sh --precision bf16   # both models under bf16 autocast;
+#                                                       # its own section of docs/benchmarks.md
 #   bash benchmarks/run_unet_benchmark.sh --cases base-64 --json-out /tmp/raw.json
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

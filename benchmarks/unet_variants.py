@@ -34,6 +34,7 @@ import datetime
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -238,12 +239,13 @@ def render(result: dict[str, Any]) -> str:
         '(forward and loss under `torch.autocast("cpu", dtype=torch.bfloat16)`; weights,',
         'gradients and AdamW state fp32, as the trainer\'s `train.mixed_precision = "bf16"`),',
         "`compile` (`torch.compile`, inductor) and their combinations. Each variant has its own",
-        "model (same initial weights) and AdamW on the comparison's synthetic batch; after",
-        f"{a['warmup']} warm-up step(s) each (the first one compiles, for compile variants),",
-        f"{a['repeats']} rounds with the variants in alternating order. Times in ms, median",
-        "(IQR); speedup = fp32 median / variant median; *paired* = median over rounds of the",
-        "per-round ratio. *First step* includes compilation. *Loss* is the first step's loss,",
-        "a check that each variant computes the same thing (same weights and batch).",
+        "model (same initial weights) and AdamW on the comparison's synthetic batch.",
+        f"{a['warmup']} warm-up step(s) per variant (the first one compiles, for compile"
+        f" variants), then {a['repeats']} rounds with the variants in alternating order.",
+        "Times in ms, median (IQR); speedup = fp32 median / variant median; *paired* = median",
+        "over rounds of the per-round ratio. *First step* includes compilation (cold: a fresh",
+        "inductor cache directory). *Loss* is the first step's loss, a check that each variant",
+        "computes the same thing (same weights and batch).",
         "",
         f"Results ({result['date']}): {result['machine']}; load average"
         f" {result['load_before']} before, {result['load_after']} after.",
@@ -297,6 +299,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    cold_cache = None
+    if args.compile and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        # a fresh inductor cache, so the first step's time is a cold compilation
+        cold_cache = tempfile.TemporaryDirectory(prefix="openimagen-inductor-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cold_cache.name
     import torch
 
     torch.set_num_threads(args.threads)
@@ -322,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_section(args.out, render(result), SECTION_BEGIN, SECTION_END)
     log(f"wrote {args.out}")
+    if cold_cache is not None:
+        cold_cache.cleanup()
     if args.json_out is not None:
         from openimagen.fileio import atomic_write_json
 

@@ -749,6 +749,7 @@ def render_intro(precision: str) -> list[str]:
         "```",
         "bash benchmarks/run_unet_benchmark.sh            # creates benchmarks/.venv-ref if needed",
         "bash benchmarks/run_unet_benchmark.sh --quick    # small smoke run of the harness",
+        "bash benchmarks/run_unet_benchmark.sh --precision bf16  # both under bf16 autocast",
         "benchmarks/.venv-ref/bin/python benchmarks/unet_vs_imagen_pytorch.py --help",
         "```",
         "",
@@ -796,7 +797,8 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"- {render_precision(precision)}; {a['threads']} torch thread(s) for every"
         f" measurement; text embeddings [B, {a['text_len']}, {a['text_dim']}] with a mask"
-        " (random lengths), timesteps in [0, 1]; SR cases add the upsampled low-res image and a noise-augmentation level."
+        " (random lengths), timesteps in [0, 1]; SR cases add the upsampled low-res image and"
+        " a noise-augmentation level."
         " Epsilon-prediction MSE loss, AdamW (lr 1e-4), the same batch for both models.",
         "- Training step = forward + loss + backward + AdamW step; forward = inference mode.",
         f"- Timing in one process: {a['warmup']} warm-up round(s), then {a['repeats']} rounds,"
@@ -904,7 +906,8 @@ def render(result: dict[str, Any]) -> str:
         f"{precision} convolution peak = {conv_key} ({_gflops(conv_peak)} GFLOP/s); {precision}"
         f" matmul peak = {mm_key}"
         f" ({_gflops(mm_peak)} GFLOP/s). Our {ours_base['title']} training step reaches"
-        f" {ours_rate / conv_peak:.0%} of the {precision} convolution peak (target >= {PEAK_TARGET:.0%}: "
+        f" {ours_rate / conv_peak:.0%} of the {precision} convolution peak"
+        f" (target >= {PEAK_TARGET:.0%}: "
         f"**{'met' if ours_rate / conv_peak >= PEAK_TARGET else 'NOT met'}**).",
         "",
         "Configs (imagen-pytorch `Unet` kwargs; openimagen `UNetConfig`):",
