@@ -106,6 +106,11 @@ def test_adafactor_with_bf16_autocast_resumes_exactly(tmp_path):
     run_training(config, tmp_path / "split", max_steps=3)
     rest = run_training(config, tmp_path / "split", resume="auto")
     assert rest.losses == pytest.approx(whole.losses[3:], abs=1e-6, rel=0)
+    # and autocast really ran: the same run in fp32 gives (slightly) different losses
+    fp32 = make_config(optim=config["optim"], train={**config["train"], "mixed_precision": "no"})
+    plain = run_training(fp32, tmp_path / "fp32")
+    assert plain.losses == pytest.approx(whole.losses, rel=0.05)
+    assert plain.losses != pytest.approx(whole.losses, abs=1e-6, rel=0)
 
 
 def test_device_is_checked_before_training(tmp_path, monkeypatch):
