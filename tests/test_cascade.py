@@ -83,6 +83,25 @@ def test_num_stages_stops_after_the_base(cascade):
     assert cascade.generate(["a red circle"], seeds=[0], num_stages=1).shape == (1, 3, 16, 16)
 
 
+def test_bf16_precision_runs_the_unets_under_autocast_and_stays_close(cascade):
+    seen = []
+    hooks = [
+        s.unet.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+        for s in cascade.stages
+    ]
+    try:
+        settings = [FAST.replace(precision="bf16")] * 2
+        half = cascade.generate(["a red circle", "a blue square"], [0, 1], sampling=settings)
+    finally:
+        for h in hooks:
+            h.remove()
+    full = cascade.generate(["a red circle", "a blue square"], [0, 1], sampling=[FAST] * 2)
+    assert set(seen) == {torch.bfloat16} and len(seen) == 2 * 3  # both stages, every step
+    assert half.dtype == torch.float32 and half.shape == full.shape
+    assert not torch.equal(half, full)  # bf16 rounding changes the draw a little...
+    assert (half - full).abs().mean() < 0.05  # ...but not the image
+
+
 def test_progress_reports_every_step_in_order(cascade):
     seen = []
     cascade.generate(
@@ -280,7 +299,7 @@ def test_fp16_weights_load_back_close(cascade, tmp_path):
 @pytest.mark.parametrize(
     ("field", "value"),
     [("steps", 0), ("guidance_weight", -1.0), ("dynamic_threshold_percentile", 0.0),
-     ("eta", 1.5), ("eta", -0.1), ("noise_aug_level", 1.5)],
+     ("eta", 1.5), ("eta", -0.1), ("noise_aug_level", 1.5), ("precision", "fp16")],
 )  # fmt: skip
 def test_bad_sampling_settings_name_the_field(field, value):
     with pytest.raises(InvalidArgumentError, match=field):

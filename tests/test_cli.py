@@ -62,6 +62,8 @@ def test_generate_several_images_and_a_grid_with_overrides(tiny_model_dir, tmp_p
             "ddpm",
             "--guidance",
             "1",
+            "--precision",
+            "bf16",
             "-q",
         ],
         capsys,
@@ -73,6 +75,7 @@ def test_generate_several_images_and_a_grid_with_overrides(tiny_model_dir, tmp_p
     assert seeds == ["0", "1", "2"]
     settings = json.loads(read_png_metadata(tmp_path / "many-0.png")["sampling"])
     assert {s["sampler"] for s in settings} == {"ddpm"} and {s["steps"] for s in settings} == {2}
+    assert {s["precision"] for s in settings} == {"bf16"}
     with Image.open(tmp_path / "many-grid.png") as grid:
         assert grid.size[0] > 32 * 2
 

@@ -63,6 +63,7 @@ WEIGHTS_FILE = "model.safetensors"
 
 ThresholdKind = Literal["none", "static", "dynamic"]
 SamplerName = Literal["ddpm", "ddim", "dpmpp_2m"]
+Precision = Literal["fp32", "bf16"]
 ProgressFn = Callable[[int, int], None]
 
 
@@ -83,6 +84,10 @@ class SamplingConfig(Config):
     # SR stages only: noise-augmentation level (diffusion time in [0, 1]) applied to the
     # upsampled low-res input at sampling time (Imagen sec. 2.5)
     noise_aug_level: float = 0.0
+    # "bf16": the U-Net's forward under bfloat16 autocast (weights stay as loaded; the
+    # sampler's arithmetic, guidance and thresholding stay float32). Faster on GPUs and on
+    # CPUs with bf16 support (docs/benchmarks.md); "fp32": full precision.
+    precision: Precision = "fp32"
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -103,6 +108,8 @@ class SamplingConfig(Config):
             raise InvalidArgumentError(
                 "noise_aug_level", self.noise_aug_level, "a number in [0, 1]"
             )
+        if self.precision not in ("fp32", "bf16"):
+            raise InvalidArgumentError("precision", self.precision, "'fp32' or 'bf16'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +265,10 @@ class Stage:
         # The unconditional branch: same inputs, every text token masked out.
         uncond = dict(cond, text_mask=torch.zeros_like(text_mask))
 
-        denoiser = model_to_denoiser(self.model_fn, self.schedule, self.config.unet.prediction)
+        model_fn = self.model_fn
+        if sampling.precision == "bf16":
+            model_fn = _autocast_bf16(self.model_fn, device)
+        denoiser = model_to_denoiser(model_fn, self.schedule, self.config.unet.prediction)
         denoiser = classifier_free_guidance(denoiser, sampling.guidance_weight, uncond)
         denoiser = apply_threshold(
             denoiser, sampling.threshold, sampling.dynamic_threshold_percentile
@@ -283,6 +293,20 @@ class Stage:
             **extra,
         )
         return x0.clamp(-1.0, 1.0)
+
+
+def _autocast_bf16(
+    model_fn: Callable[[torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor],
+    device: torch.device,
+) -> Callable[[torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor]:
+    """``model_fn`` run under bfloat16 autocast, its output back in float32."""
+
+    def run(x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            out = model_fn(x_t, t, cond)
+        return out.float()
+
+    return run
 
 
 # -- the cascade ---------------------------------------------------------------------------

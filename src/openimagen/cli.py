@@ -57,6 +57,7 @@ def _sampling_overrides(args: argparse.Namespace) -> dict:
         "percentile": "dynamic_threshold_percentile",
         "noise_aug": "noise_aug_level",
         "eta": "eta",
+        "precision": "precision",
     }
     return {
         field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None
@@ -304,6 +305,12 @@ def _add_sampling_options(p: argparse.ArgumentParser, scope: str = "every stage"
         type=ranged(float, 0.0, 1.0, "a number in [0, 1]"),
         default=None,
         help="DDIM stochasticity: 0 = deterministic DDIM, 1 = DDPM-like (ddim sampler only)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default=None,
+        help="U-Net forward precision: bf16 autocast is faster on GPUs and bf16-capable CPUs",
     )
 
 
