@@ -53,6 +53,7 @@ from unet_vs_imagen_pytorch import (  # noqa: E402
     import_imagen_pytorch,
     machine_info,
     offline_hf_home,
+    write_section,
 )
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "benchmarks.md"
@@ -474,21 +475,6 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (or append it), atomically."""
-    from openimagen.fileio import atomic_write
-
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION_BEGIN in text and SECTION_END in text:
-        before = text[: text.index(SECTION_BEGIN)]
-        after = text[text.index(SECTION_END) + len(SECTION_END) :].lstrip("\n")
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with atomic_write(path, "w") as handle:  # temporary file, then os.replace
-        handle.write(text)
-
-
 # --------------------------------------------------------------------------------------
 # 6. Main
 # --------------------------------------------------------------------------------------
@@ -654,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": "bash benchmarks/run_cascade_benchmark.sh " + " ".join(shown),
         }
     if args.out is not None:
-        write_section(args.out, render(result))
+        write_section(args.out, render(result), SECTION_BEGIN, SECTION_END)
         log(f"wrote {args.out}")
     if args.json_out is not None:
         from openimagen.fileio import atomic_write_json
