@@ -46,6 +46,7 @@ sys.path.insert(0, str(HERE))  # the comparison benchmark's batch and report hel
 from unet_vs_imagen_pytorch import (  # noqa: E402
     Batch,
     Case,
+    cpu_model_name,
     make_batch,
     paired_ratio,
     summarize,
@@ -71,29 +72,20 @@ _COMMON = {
     "prediction": "eps",
     "memory_efficient": True,
 }
+_BASE_64: dict[str, Any] = {
+    **_COMMON,
+    "image_size": 64,
+    "base_channels": 64,
+    "num_res_blocks": [2, 4, 4, 4],
+    "cross_attention_levels": [False, True, True, True],
+    "self_attention_levels": [False, True, True, True],
+    "cond_dim": 256,
+    "super_resolution": False,
+    "downsample_first": False,
+}
 CONFIGS: dict[str, dict[str, Any]] = {
-    "base-64": {
-        **_COMMON,
-        "image_size": 64,
-        "base_channels": 64,
-        "num_res_blocks": [2, 4, 4, 4],
-        "cross_attention_levels": [False, True, True, True],
-        "self_attention_levels": [False, True, True, True],
-        "cond_dim": 256,
-        "super_resolution": False,
-        "downsample_first": False,
-    },
-    "base-32": {
-        **_COMMON,
-        "image_size": 32,
-        "base_channels": 64,
-        "num_res_blocks": [2, 4, 4, 4],
-        "cross_attention_levels": [False, True, True, True],
-        "self_attention_levels": [False, True, True, True],
-        "cond_dim": 256,
-        "super_resolution": False,
-        "downsample_first": False,
-    },
+    "base-64": _BASE_64,
+    "base-32": {**_BASE_64, "image_size": 32},
     "sr-64": {
         **_COMMON,
         "image_size": 64,
@@ -212,12 +204,7 @@ def _cpu() -> Any:
 def machine_line(threads: int) -> str:
     import torch
 
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model_name()
     flags = ""
     with contextlib.suppress(OSError):
         text = Path("/proc/cpuinfo").read_text()

@@ -678,17 +678,21 @@ def profile_train_step(runner: Runner, batch: Batch, rows: int = 15) -> str:
 # --------------------------------------------------------------------------------------
 
 
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo ("unknown" where there is none)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
 def machine_info(device: Any, threads: int) -> dict[str, str]:
     from importlib.metadata import version
 
     import torch
 
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model_name()
     info = {
         "cpu": f"{cpu}, {os.cpu_count()} logical CPUs, torch threads {threads}",
         "device": str(device),
