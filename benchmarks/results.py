@@ -27,6 +27,7 @@ import torch
 import openimagen
 from openimagen.cascade import Cascade, SamplingConfig
 from openimagen.data.shapes import ShapesWorld
+from openimagen.errors import OpenImagenError
 from openimagen.eval.frechet import ShapesFeatureExtractor, frechet_distance_images
 from openimagen.eval.shapebench import builtin_prompts, run_shapebench
 from openimagen.images import make_grid, save_png
@@ -390,4 +391,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except OpenImagenError as exc:  # a bad model directory, prompt file, ...: one line
+        sys.exit(f"results.py: {exc}")
