@@ -281,17 +281,15 @@ def make_settings(
     images, ddpm_images, ref_images = (1, 1, 1) if args.quick else counts
     ddpm_steps = 4 if args.quick else 1000
     settings = []
-    for c in choices:
-        base = 2 if args.quick else c["steps"]
-        steps = (base, args.sr_steps or base)
-        name = f"ours {c['sampler']}"
-        settings.append(ours_setting(name, cascade, prompts, c["sampler"], steps, images))
+    fast = [(c, "fp32") for c in choices]
     if not args.no_bf16:  # the first fast setting again, U-Nets under bf16 autocast
-        c = choices[0]
+        fast.append((choices[0], "bf16"))
+    for c, precision in fast:
         base = 2 if args.quick else c["steps"]
         steps = (base, args.sr_steps or base)
-        name = f"ours {c['sampler']} bf16"
-        settings.append(ours_setting(name, cascade, prompts, c["sampler"], steps, images, "bf16"))
+        name = f"ours {c['sampler']}" + (" bf16" if precision == "bf16" else "")
+        setting = ours_setting(name, cascade, prompts, c["sampler"], steps, images, precision)
+        settings.append(setting)
     if not args.skip_ours_ddpm:
         steps = (ddpm_steps, ddpm_steps)
         settings.append(ours_setting("ours ddpm", cascade, prompts, "ddpm", steps, ddpm_images))
