@@ -59,6 +59,12 @@ class Runner:
         self.extractor = ShapesFeatureExtractor()
         self._real: dict[int, torch.Tensor] = {}
 
+    def with_cascade(self, cascade: Cascade) -> Runner:
+        """A runner for another model that shares this one's features and real scenes."""
+        other = Runner.__new__(Runner)
+        other.__dict__.update(self.__dict__, cascade=cascade)
+        return other
+
     def shapebench(
         self, name: str, split: str, sampling: list[SamplingConfig], stages: int
     ) -> tuple[dict, float, torch.Tensor]:
@@ -141,7 +147,7 @@ def part4(run: Runner, base: list[SamplingConfig], levels: list[float], noaug: s
         cascade = openimagen.load(noaug)
         if len(cascade.stages) != len(run.cascade.stages):
             raise SystemExit(f"--sr-noaug {noaug}: expected {len(run.cascade.stages)} stages")
-        arms.append(("without", Runner(cascade, run.args)))
+        arms.append(("without", run.with_cascade(cascade)))
     rows = []
     for trained, arm in arms:
         for level in levels:
@@ -286,7 +292,7 @@ def markdown(results: dict) -> str:
                   "| SR trained | aug level at sampling | all-correct | Frechet (128x128) |",
                   "|---|---|---|---|"]  # fmt: skip
         for r in results["part4"]["data"]["rows"]:
-            lines.append(f"| {r.get('sr_trained', 'with aug')} | {r['aug_level']:g} | "
+            lines.append(f"| {r['sr_trained']} | {r['aug_level']:g} | "
                          f"{pct(r['all_correct'])} | {r['frechet']:.1f} |")  # fmt: skip
         lines.append("")
     if "part5" in results:
