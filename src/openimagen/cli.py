@@ -36,14 +36,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     import openimagen
+    from openimagen.modelcard import read_model_card
     from openimagen.models.presets import list_presets
 
+    if args.model:
+        print(read_model_card(openimagen.resolve_model_dir(args.model)))
+        return 0
     bundled = openimagen.BUNDLED_MODEL_DIR
     print(f"openimagen {__version__}")
     print(f"python     {platform.python_version()}")
     print(f"torch      {torch.__version__} (cuda available: {torch.cuda.is_available()})")
     print(f"bundled    {bundled if (bundled / 'cascade.json').is_file() else '(none yet)'}")
     print(f"presets    {', '.join(list_presets())}")
+    if (bundled / "cascade.json").is_file():
+        print("\n" + read_model_card(bundled))
     return 0
 
 
@@ -259,6 +265,14 @@ def _cmd_eval_shapebench(args: argparse.Namespace) -> int:
                 f"  ({rate['correct']}/{rate['total']})"
             )
     print(f"report: {Path(args.out) / 'report.json'}  page: {Path(args.out) / 'index.html'}")
+    if args.record:
+        from openimagen.modelcard import record_evaluation
+
+        key = Path(args.prompts).stem if args.prompts else args.split
+        if stages < len(cascade.stages):
+            key += f" (first {stages} of {len(cascade.stages)} stages)"
+        card = record_evaluation(openimagen.resolve_model_dir(args.model), key, report)
+        print(f"recorded as {key!r} in the model card: {card}")
     return 0
 
 
@@ -334,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         default=None,
         help="describe a U-Net preset: sizes and parameter count",
+    )
+    info.add_argument(
+        "--model", metavar="DIR", default=None, help="print this model directory's model card"
     )
     info.set_defaults(func=_cmd_info)
 
@@ -505,6 +522,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(sb)
     sb.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     sb.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    sb.add_argument(
+        "--record",
+        action="store_true",
+        help="store the summary in the model directory's evaluation.json and model card",
+    )
     sb.set_defaults(func=_cmd_eval_shapebench)
     return parser
 

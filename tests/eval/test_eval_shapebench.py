@@ -202,7 +202,7 @@ def test_eval_builtin_prompts_cover_categories_and_splits():
     for split in SPLITS:
         specs = builtin_prompts(split, 40, seed=3)
         assert specs == builtin_prompts(split, 40, seed=3)  # deterministic
-        assert [s.category for s in specs[:5]] == list(CATEGORIES)
+        assert [s.category for s in specs[: len(CATEGORIES)]] == list(CATEGORIES)
         for spec in specs:
             pairs = {(o.color, o.shape) for o in spec.objects}
             assert bool(pairs & held) == (split == "heldout_compositions"), spec
@@ -211,6 +211,12 @@ def test_eval_builtin_prompts_cover_categories_and_splits():
                 assert 2 <= len(spec.objects) <= 4 and len(set(spec.objects)) == 1
             if spec.category == "relation":
                 assert len(spec.objects) == 2 and len(spec.relations) == 1
+            if spec.category == "group_relation":  # "two red circles above a blue square"
+                *group, other = spec.objects
+                assert len(group) in (2, 3) and len(set(group)) == 1 and other != group[0]
+                assert {(a, b) for a, _, b in spec.relations} == {
+                    (i, len(group)) for i in range(len(group))
+                }
     assert builtin_prompts("train", 10, seed=0) != builtin_prompts("train", 10, seed=1)
     with pytest.raises(InvalidArgumentError, match="split"):
         builtin_prompts("test", 10)

@@ -147,3 +147,19 @@ def test_an_unreadable_image_is_one_line_with_or_without_loader_workers(tmp_path
     message = str(info.value)
     assert "a readable image file" in message
     assert "\n" not in message and "Traceback" not in message
+
+
+def test_train_lr_factor_warms_up_holds_then_decays_to_zero():
+    from openimagen.train.config import TrainConfig
+    from openimagen.train.trainer import lr_factor
+
+    base = make_config(optim={"warmup_steps": 10}, train={"steps": 100})
+    constant = TrainConfig.from_dict(base)
+    assert lr_factor(constant, 0) == pytest.approx(0.1) and lr_factor(constant, 9) == 1.0
+    assert lr_factor(constant, 99) == 1.0
+    cooled = TrainConfig.from_dict(make_config(optim={"warmup_steps": 10, "decay_steps": 40},
+                                               train={"steps": 100}))  # fmt: skip
+    assert lr_factor(cooled, 59) == 1.0 and lr_factor(cooled, 60) == 1.0
+    assert lr_factor(cooled, 80) == pytest.approx(0.5) and lr_factor(cooled, 100) == 0.0
+    with pytest.raises(ConfigError, match=r"optim.decay_steps=200 is more than train.steps=100"):
+        TrainConfig.from_dict(make_config(optim={"decay_steps": 200}, train={"steps": 100}))

@@ -84,7 +84,7 @@ def test_export_refuses_a_stage_that_does_not_chain(trained, tmp_path):
     base, sr = trained
     alone = tmp_path / "sr-alone"
     export_stage(sr.output_dir, alone)  # no cascade there: a bare stage directory
-    assert sorted(p.name for p in alone.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in alone.iterdir()) == ["config.json", "model.safetensors", "training.json"]
     with pytest.raises(ModelDirectoryError):
         export_stage(sr.output_dir, alone)  # not empty, not a cascade
     model_dir = tmp_path / "model"
@@ -113,3 +113,24 @@ def test_export_refuses_a_stage_trained_on_another_text_length(trained, tmp_path
     with pytest.raises(ModelDirectoryError, match="32 tokens but the stage was trained on 16"):
         export_stage(other.output_dir, model_dir)
     assert (model_dir / "cascade.json").read_bytes() == cascade_before
+
+
+def test_export_writes_a_model_card_from_the_training_run(trained, tmp_path):
+    from openimagen.cli import main
+    from openimagen.modelcard import read_model_card
+
+    base, sr = trained
+    model_dir = tmp_path / "carded"
+    export_stage(base.output_dir, model_dir)
+    card = read_model_card(model_dir)
+    assert card.startswith("---\nlicense: apache-2.0") and "pipeline_tag: text-to-image" in card
+    assert "2 steps of batch 4 (8 images)" in card and "shapes world" in card
+    assert "Not evaluated yet" in card
+    export_stage(sr.output_dir, model_dir)
+    card = read_model_card(model_dir)
+    record = json.loads((model_dir / f"stage1_sr{SR_SIZE}" / "training.json").read_text())
+    assert record["step"] == 2 and record["images_seen"] == 8
+    assert record["config"]["train"]["max_aug_level"] == pytest.approx(0.3)
+    assert card.count("2 steps of batch 4") == 2  # one line per stage
+    assert f"{LOW} -> {SR_SIZE}" in card and "noise aug 0.1" in card
+    assert main(["info", "--model", str(model_dir)]) == 0

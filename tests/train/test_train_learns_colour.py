@@ -50,5 +50,5 @@ def test_tiny_base_learns_the_colour_of_a_one_colour_world(tmp_path, minilm):
         colours += [o.color for o in found.objects]
     green = colours.count("green")
     # well above chance: at least half the images hold a detected object, >= 70% green
+    # (no time limit here: speed lives in benchmarks/, and a shared machine makes it noisy)
     assert green >= SAMPLES // 2 and green >= 0.7 * len(colours), (colours, trained_s)
-    assert trained_s < 120

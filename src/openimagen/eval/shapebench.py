@@ -46,7 +46,7 @@ from openimagen.errors import InvalidArgumentError
 from openimagen.eval.detector import DetectedObject, Detection, detect
 
 ATTRIBUTES = ("count", "color", "shape", "size", "relation", "background")
-CATEGORIES = ("single_object", "size", "counting", "two_objects", "relation")
+CATEGORIES = ("single_object", "size", "counting", "two_objects", "relation", "group_relation")
 _Z95 = 1.959963984540054  # standard normal quantile at 0.975
 
 
@@ -300,7 +300,14 @@ def _builtin_spec(
     if category == "two_objects":
         return ShapeSpec(objects, category=category)
     relation = RELATIONS[int(rng.integers(len(RELATIONS)))]
-    return ShapeSpec(objects, ((0, relation, 1),), category=category)
+    if category == "relation":
+        return ShapeSpec(objects, ((0, relation, 1),), category=category)
+    # group_relation: a counted group (the first pick) in a relation to one other object,
+    # "two red circles above a blue square"
+    count = int(rng.integers(2, 4))
+    group, other = ShapeObject(shape, color), ShapeObject(shape2, color2)
+    relations = tuple((i, relation, count) for i in range(count))
+    return ShapeSpec((group,) * count + (other,), relations, category=category)
 
 
 def builtin_prompts(

@@ -113,6 +113,9 @@ class OptimSection(Config):
     eps: float = 1e-8
     # linear warmup from 0 to `lr` over this many steps (Imagen: 10k steps)
     warmup_steps: int = 0
+    # linear decay to 0 over the last `decay_steps` of train.steps (0 = constant after
+    # warm-up); set it when resuming a constant-rate run to cool it down
+    decay_steps: int = 0
     # clip the global gradient norm to this value (0 = off); Imagen clips at 1.0
     grad_clip: float = 1.0
 
@@ -121,8 +124,10 @@ class OptimSection(Config):
             raise ConfigError(f"optim.lr={self.lr}: expected a positive number")
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"optim.betas={list(self.betas)}: each must be in [0, 1)")
-        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ConfigError("optim.warmup_steps, weight_decay and grad_clip must be >= 0")
+        if min(self.warmup_steps, self.decay_steps, self.weight_decay, self.grad_clip) < 0:
+            raise ConfigError(
+                "optim.warmup_steps, decay_steps, weight_decay and grad_clip must be >= 0"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +213,11 @@ class TrainConfig(Config):
 
     def validate(self) -> None:
         s = self.stage
+        if self.optim.decay_steps > self.train.steps:
+            raise ConfigError(
+                f"optim.decay_steps={self.optim.decay_steps} is more than "
+                f"train.steps={self.train.steps}; the decay covers the last steps of the run"
+            )
         if self.data.image_size and self.data.image_size < s.resolution:
             raise ConfigError(
                 f"data.image_size={self.data.image_size} is smaller than "

@@ -39,7 +39,19 @@ from openimagen.cascade import (
 )
 from openimagen.errors import ModelDirectoryError
 from openimagen.fileio import atomic_write_json, replace_directory, temp_sibling_dir
+from openimagen.modelcard import TRAINING_FILE, training_record, write_model_card
 from openimagen.train import checkpoint as ckpt
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike) -> Path:
+    """A ``step_N`` directory as given, or a run directory's newest intact checkpoint."""
+    path = Path(checkpoint)
+    if not (path / ckpt.STATE_FILE).exists() and (path / "checkpoints").is_dir():
+        found = ckpt.find_resumable(path / "checkpoints")
+        if found is None:
+            raise ModelDirectoryError(f"{path}: no intact checkpoint under {path / 'checkpoints'}")
+        path = found
+    return path
 
 
 def load_ema_stage(checkpoint: str | os.PathLike) -> tuple[Stage, dict]:
@@ -48,12 +60,7 @@ def load_ema_stage(checkpoint: str | os.PathLike) -> tuple[Stage, dict]:
     ``checkpoint`` is a ``step_N`` directory or a training output directory (its newest
     intact checkpoint is used).
     """
-    path = Path(checkpoint)
-    if not (path / ckpt.STATE_FILE).exists() and (path / "checkpoints").is_dir():
-        found = ckpt.find_resumable(path / "checkpoints")
-        if found is None:
-            raise ModelDirectoryError(f"{path}: no intact checkpoint under {path / 'checkpoints'}")
-        path = found
+    path = resolve_checkpoint(checkpoint)
     state, tensors = ckpt.read_checkpoint(path)
     from openimagen.config import ConfigError
 
@@ -91,6 +98,7 @@ def export_stage(
     ``sampling_overrides`` (SamplingConfig field -> value) are applied on top.
     """
     stage, state = load_ema_stage(checkpoint)
+    record = training_record(state, resolve_checkpoint(checkpoint))
     text = state["config"]["text"]
     if sampling is None:
         trained = state["config"]["log"].get("sample_aug_level", 0.0)
@@ -98,7 +106,9 @@ def export_stage(
     sampling = sampling.replace(**(sampling_overrides or {}))
     out = Path(output_dir)
     if (out / CASCADE_FILE).is_file():
-        return _into_cascade(stage, out, sampling, text, dtype)
+        _into_cascade(stage, out, sampling, text, dtype, record)
+        write_model_card(out)
+        return out
     if out.exists() and not overwrite and any(out.iterdir()):
         raise ModelDirectoryError(
             f"{out} exists and is not an openimagen model directory ({CASCADE_FILE} missing); "
@@ -110,10 +120,14 @@ def export_stage(
             dim=stage.config.unet.text_embed_dim,
             max_length=text["max_length"],
         )
-        return Cascade(encoder, [stage], [sampling]).save(out, dtype=dtype, overwrite=True)
+        Cascade(encoder, [stage], [sampling]).save(out, dtype=dtype, overwrite=True)
+        atomic_write_json(out / stage_dir_name(0, stage) / TRAINING_FILE, record)
+        write_model_card(out)
+        return out
     tmp = temp_sibling_dir(out)
     try:
         save_stage(stage, tmp, dtype=dtype)
+        atomic_write_json(tmp / TRAINING_FILE, record)
         replace_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -122,7 +136,12 @@ def export_stage(
 
 
 def _into_cascade(
-    stage: Stage, directory: Path, sampling: SamplingConfig, text: dict, dtype: torch.dtype
+    stage: Stage,
+    directory: Path,
+    sampling: SamplingConfig,
+    text: dict,
+    dtype: torch.dtype,
+    record: dict,
 ) -> Path:
     config = read_cascade_config(directory)
     encoder = text["encoder"]
@@ -153,6 +172,7 @@ def _into_cascade(
     tmp = temp_sibling_dir(directory / name)
     try:
         save_stage(stage, tmp, dtype=dtype)
+        atomic_write_json(tmp / TRAINING_FILE, record)
         replace_directory(tmp, directory / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -168,4 +188,4 @@ def _into_cascade(
     return directory
 
 
-__all__ = ["export_stage", "load_ema_stage"]
+__all__ = ["export_stage", "load_ema_stage", "resolve_checkpoint"]

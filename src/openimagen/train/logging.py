@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,8 @@ class MetricsLogger:
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = {"step": step, **metrics}
+        # the wall clock, so a run's training time can be read back across resumes
+        record = {"step": step, "time": round(time.time(), 3), **metrics}
         self._handle.write(json.dumps(record, sort_keys=True) + "\n")
         self._handle.flush()
         if self.writer is not None:

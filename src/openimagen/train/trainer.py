@@ -112,13 +112,24 @@ def _make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     )
 
 
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """The learning-rate multiplier at optimizer step ``step`` (0-based).
+
+    Linear warm-up over ``optim.warmup_steps`` (Imagen appendix F), then constant, then,
+    with ``optim.decay_steps = D``, a linear decay to 0 over the last D of ``train.steps``
+    ("warmup-stable-decay", Hagele et al. 2024). The factor is a function of the config and
+    the step alone, so a constant-rate run can be resumed with a longer ``train.steps`` and
+    a ``decay_steps`` to cool it down.
+    """
+    warmup, decay = config.optim.warmup_steps, config.optim.decay_steps
+    factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    if decay:
+        factor *= min(1.0, max(0.0, (config.train.steps - step) / decay))
+    return factor
+
+
 def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
-    warmup = config.optim.warmup_steps
-
-    def factor(step: int) -> float:  # linear warmup, then constant (Imagen appendix F)
-        return min(1.0, (step + 1) / warmup) if warmup else 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(config, step))
 
 
 # -- the run -------------------------------------------------------------------------------------

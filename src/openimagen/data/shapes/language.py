@@ -1,0 +1,417 @@
+"""The caption language of the shapes world: varied English for a scene spec.
+
+A :class:`CaptionLanguage` is data (words and constructions), so a split's language is part
+of its config and round-trips through JSON. :func:`describe` turns a spec into one caption:
+
+* words: several per colour, shape, size, number, relation and background;
+* object phrases: attribute orders ("a red circle", "a circle that is red", "a circle,
+  coloured red", "a red circle that is small"), plurals with counts as words or digits;
+* relation clauses: both clause orders ("X above Y", "above Y there is X", "Y with X over
+  it"), for single objects and for counted groups ("two red circles above a blue square");
+* scenes: several clauses joined, optional framing ("please draw ...", "just ...",
+  "... and nothing else") and the background stated several ways.
+
+The training and paraphrase languages (:data:`TRAIN_LANGUAGE`, :data:`PARAPHRASE_LANGUAGE`)
+share no phrase for any concept and no construction; :func:`language_overlap` checks that,
+down to single words for the object attributes (colour, shape, size, background).
+
+Slots in the templates: ``{det}`` (article, count or "the"), ``{size}`` (dropped with its
+space when the spec gives none), ``{color}``, ``{shape}`` (plural for a group), ``{be}``
+(is / are), and in relation clauses ``{x}`` / ``{y}`` (the two noun phrases), ``{rel}``,
+``{be_x}``, ``{it_y}`` (it / them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import string
+
+import numpy as np
+
+from openimagen.config import Config
+from openimagen.data.shapes.spec import (
+    BACKGROUND_COLORS,
+    INVERSE_RELATION,
+    OBJECT_COLORS,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    ShapeObject,
+    ShapeSpec,
+)
+from openimagen.errors import ConfigError
+
+COUNT_KEYS = ("2", "3", "4")
+#: every concept a language must have words for
+CONCEPTS = (*OBJECT_COLORS, *SHAPES, *SIZES, *RELATIONS, *COUNT_KEYS, *BACKGROUND_COLORS)
+#: concepts whose paraphrase words must be new word by word, not only phrase by phrase
+ATTRIBUTE_CONCEPTS = (*OBJECT_COLORS, *SHAPES, *SIZES, *BACKGROUND_COLORS)
+#: words any two languages may share (articles, pronouns, prepositions, "is"/"are")
+FUNCTION_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "is",
+        "are",
+        "it",
+        "them",
+        "there",
+        "of",
+        "to",
+        "on",
+        "in",
+        "with",
+        "by",
+        "its",
+        "that",
+        "this",
+    ]
+)
+_SLOTS = {
+    "object_phrases": {"det", "size", "color", "shape", "be"},
+    "sized_object_phrases": {"det", "size", "color", "shape", "be"},
+    "relation_clauses": {"x", "y", "rel", "be_x", "it_y"},
+    "scene_templates": {"objects"},
+    "background_templates": {"scene", "background"},
+    "list_joiners": set(),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionLanguage(Config):
+    """Words and constructions of one split's captions (see the module docstring)."""
+
+    # concept -> phrases, e.g. "red" -> ("red", "scarlet"); counts under "2", "3", "4"
+    words: dict[str, tuple[str, ...]]
+    # an object or a group; {size} may be absent from the spec
+    object_phrases: tuple[str, ...]
+    # used only when the spec states a size (the size comes after the noun)
+    sized_object_phrases: tuple[str, ...]
+    # subject {x} in relation {rel} to {y}
+    relation_clauses: tuple[str, ...]
+    # framing around the joined clauses {objects}
+    scene_templates: tuple[str, ...]
+    # how a stated background is said around the framed {scene}
+    background_templates: tuple[str, ...]
+    # joins the last clause to the others ("A, B and C")
+    list_joiners: tuple[str, ...]
+
+    def validate(self) -> None:
+        missing = [k for k in CONCEPTS if not self.words.get(k)]
+        if missing:
+            raise ConfigError(f"words: no phrases for {missing}")
+        unknown = sorted(set(self.words) - set(CONCEPTS))
+        if unknown:
+            raise ConfigError(f"words: unknown concepts {unknown}; allowed: {list(CONCEPTS)}")
+        for name, allowed in _SLOTS.items():
+            templates = getattr(self, name)
+            if not templates:
+                raise ConfigError(f"{name}: needs at least one entry")
+            for template in templates:
+                used = template_slots(template)
+                if used - allowed:
+                    raise ConfigError(
+                        f"{name}: {template!r} uses unknown slots {sorted(used - allowed)}; "
+                        f"allowed: {sorted(allowed)}"
+                    )
+        for name, required in (
+            ("object_phrases", {"det", "color", "shape"}),
+            ("sized_object_phrases", {"det", "size", "color", "shape"}),
+            ("relation_clauses", {"x", "y", "rel"}),
+            ("scene_templates", {"objects"}),
+            ("background_templates", {"scene", "background"}),
+        ):
+            for template in getattr(self, name):
+                if not required <= template_slots(template):
+                    raise ConfigError(f"{name}: {template!r} needs the slots {sorted(required)}")
+
+
+def template_slots(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def template_words(template: str) -> set[str]:
+    """The literal words of a template (slots removed), lower case."""
+    literal = "".join(text for text, _, _, _ in string.Formatter().parse(template))
+    return set(re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", literal.lower()))
+
+
+def phrase_words(phrases: tuple[str, ...] | list[str]) -> set[str]:
+    return {w for p in phrases for w in re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", p.lower())}
+
+
+def language_overlap(train: CaptionLanguage, other: CaptionLanguage) -> list[str]:
+    """What ``other`` shares with ``train``; empty when the two are disjoint.
+
+    Disjoint means: no phrase shared for any concept; no construction shared (object
+    phrases, relation clauses, scene and background templates, joiners); and no word of an
+    attribute phrase of ``other`` (colour, shape, size, background) anywhere in ``train``,
+    its templates included, apart from :data:`FUNCTION_WORDS`.
+    """
+    problems = []
+    for key in CONCEPTS:
+        shared = set(train.words[key]) & set(other.words[key])
+        if shared:
+            problems.append(f"words.{key}: {sorted(shared)} also in training")
+    for name in _SLOTS:
+        shared = set(getattr(train, name)) & set(getattr(other, name))
+        if shared:
+            problems.append(f"{name}: {sorted(shared)} also in training")
+    train_words = phrase_words([p for k in CONCEPTS for p in train.words[k]])
+    for name in _SLOTS:
+        for template in getattr(train, name):
+            train_words |= template_words(template)
+    for key in ATTRIBUTE_CONCEPTS:
+        shared = (phrase_words(other.words[key]) & train_words) - FUNCTION_WORDS
+        if shared:
+            problems.append(f"words.{key}: the words {sorted(shared)} occur in training")
+    return problems
+
+
+# -- the two languages -------------------------------------------------------------------------
+# Five words per colour in training, so that the U-Net has to read colour out of the text
+# encoder's meaning rather than one token. The paraphrase colours are dictionary colour
+# names never seen in training and containing no training word (no "blood-red"); they were
+# chosen as words, not by how well any model reads them (benchmarks/colour_probe.py).
+_TRAIN_WORDS: dict[str, tuple[str, ...]] = {
+    "red": ("red", "scarlet", "ruby", "cherry", "tomato-red"),
+    "green": ("green", "emerald", "lime", "jade", "grass-green"),
+    "blue": ("blue", "navy", "sapphire", "azure", "sky-blue"),
+    "yellow": ("yellow", "golden", "lemon", "canary", "sunflower-yellow"),
+    "purple": ("purple", "violet", "lavender", "plum", "grape"),
+    "orange": ("orange", "tangerine", "amber", "pumpkin", "apricot"),
+    "circle": ("circle", "disk", "dot", "ball"),
+    "square": ("square", "box", "block"),
+    "triangle": ("triangle", "pyramid", "triangular shape"),
+    "small": ("small", "little", "tiny"),
+    "large": ("large", "big", "huge"),
+    "left_of": ("to the left of", "left of", "on the left of"),
+    "right_of": ("to the right of", "right of", "on the right of"),
+    "above": ("above", "over"),
+    "below": ("below", "under", "underneath"),
+    "2": ("two", "2"),
+    "3": ("three", "3"),
+    "4": ("four", "4"),
+    "black": ("black", "dark"),
+    "white": ("white", "bright white"),
+    "gray": ("gray", "grey"),
+}
+_PARAPHRASE_WORDS: dict[str, tuple[str, ...]] = {
+    "red": ("crimson", "vermilion", "carmine"),
+    "green": ("viridian", "verdant", "moss"),
+    "blue": ("cobalt", "ultramarine", "cerulean"),
+    "yellow": ("mustard", "saffron", "citrine"),
+    "purple": ("lilac", "mauve", "amethyst"),
+    "orange": ("persimmon", "carrot", "copper"),
+    "circle": ("disc", "orb", "sphere"),
+    "square": ("tile", "cube"),
+    "triangle": ("wedge", "arrowhead"),
+    "small": ("miniature", "petite"),
+    "large": ("giant", "enormous"),
+    "left_of": ("further left than", "on the left-hand side of"),
+    "right_of": ("further right than", "on the right-hand side of"),
+    "above": ("higher up than", "higher than"),
+    "below": ("lower down than", "beneath"),
+    "2": ("a pair of",),
+    "3": ("a trio of",),
+    "4": ("a quartet of",),
+    "black": ("ebony", "inky"),
+    "white": ("snowy", "ivory"),
+    "gray": ("slate", "ashen"),
+}
+
+TRAIN_LANGUAGE = CaptionLanguage(
+    words=_TRAIN_WORDS,
+    object_phrases=(
+        "{det} {size} {color} {shape}",
+        "{det} {size} {shape} that {be} {color}",
+        "{det} {size} {shape}, coloured {color},",
+        "{det} {size} {shape}, colored {color},",
+    ),
+    sized_object_phrases=("{det} {color} {shape} that {be} {size}",),
+    relation_clauses=(
+        "{x} {rel} {y}",
+        "{x} {be_x} {rel} {y}",
+        "{rel} {y} there {be_x} {x}",
+        "{y} with {x} {rel} {it_y}",
+    ),
+    scene_templates=(
+        "{objects}",
+        "{objects}",
+        "a picture of {objects}",
+        "an image of {objects}",
+        "please draw {objects}",
+        "draw {objects}",
+        "just {objects}",
+        "{objects} and nothing else",
+        "{objects}, nothing else",
+        "show {objects}",
+    ),
+    background_templates=(
+        "{scene} on a {background} background",
+        "{scene} against a {background} background",
+        "a {background} background with {scene}",
+        "{scene}; the background is {background}",
+    ),
+    list_joiners=(" and ", " and ", " as well as "),
+)
+
+PARAPHRASE_LANGUAGE = CaptionLanguage(
+    words=_PARAPHRASE_WORDS,
+    object_phrases=(
+        "{det} {size} {shape} painted {color}",
+        "{det} {size} {shape} in {color}",
+        "{det} {size} {shape} whose colour is {color}",
+    ),
+    sized_object_phrases=("{det} {color} {shape} of {size} size",),
+    relation_clauses=(
+        "{x} positioned {rel} {y}",
+        "{x} located {rel} {y}",
+        "{y}, and {x} {rel} {it_y}",
+    ),
+    scene_templates=(
+        "could you render {objects}",
+        "I would like to see {objects}",
+        "a rendering that contains {objects}",
+        "here we see {objects}",
+        "{objects} with no other objects",
+    ),
+    background_templates=(
+        "{scene} over a {background} canvas",
+        "{scene}, set against a {background} backdrop",
+        "a {background} canvas holding {scene}",
+    ),
+    list_joiners=(" together with ", " alongside "),
+)
+
+
+# -- describing a spec -------------------------------------------------------------------------
+def plural(noun: str) -> str:
+    head, _, last = noun.rpartition(" ")
+    last += "es" if last.endswith(("x", "s", "sh", "ch")) else "s"
+    return f"{head} {last}" if head else last
+
+
+def article(phrase: str) -> str:
+    return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
+
+
+def _groups(spec: ShapeSpec) -> list[list[int]]:
+    """Object indices grouped by identical object, in order of first appearance."""
+    groups: dict[ShapeObject, list[int]] = {}
+    for i, obj in enumerate(spec.objects):
+        groups.setdefault(obj, []).append(i)
+    return list(groups.values())
+
+
+def _group_relations(spec: ShapeSpec, groups: list[list[int]]) -> list[tuple[int, str, int]]:
+    """Relations between groups (group indices) that hold for every member pair.
+
+    A spec's relations are between objects; a caption speaks of groups ("two red circles
+    above a blue square" is 0 above 2 and 1 above 2), so each group-level relation must
+    cover all member pairs. Relations that do not (one of two identical circles above a
+    square) cannot be said without naming which one, and stay object-level.
+    """
+    owner = {i: g for g, members in enumerate(groups) for i in members}
+    said: list[tuple[int, str, int]] = []
+    for a, rel, b in spec.relations:
+        key = (owner[a], rel, owner[b])
+        if key not in said:
+            said.append(key)
+    rels = set(spec.relations)
+    for ga, rel, gb in said:
+        for a in groups[ga]:
+            for b in groups[gb]:
+                if (a, rel, b) not in rels:
+                    raise ValueError(f"relation {rel} does not hold between whole groups")
+    return said
+
+
+def describe(spec: ShapeSpec, rng: np.random.Generator, language: CaptionLanguage) -> str:
+    """One caption of ``spec`` in ``language``; every random choice comes from ``rng``."""
+
+    def pick(options: tuple[str, ...] | list[str]) -> str:
+        return options[int(rng.integers(len(options)))]
+
+    groups = _groups(spec)
+    try:
+        relations = _group_relations(spec, groups)
+    except ValueError:  # not sayable group by group: name each object on its own
+        groups = [[i] for i in range(len(spec.objects))]
+        relations = list(spec.relations)
+    # one noun phrase per group, drawn once, so a second mention repeats the first one's words
+    phrases: list[tuple[str, str]] = []  # (first mention, later mention)
+    for members in groups:
+        obj, n = spec.objects[members[0]], len(members)
+        templates = language.object_phrases
+        if obj.size is not None:
+            templates = templates + language.sized_object_phrases
+        shape = pick(language.words[obj.shape])
+        fields = {
+            "size": pick(language.words[obj.size]) if obj.size else "",
+            "color": pick(language.words[obj.color]),
+            "shape": shape if n == 1 else plural(shape),
+            "be": "is" if n == 1 else "are",
+        }
+        body = re.sub(r"\s+", " ", _fill(pick(templates), det="", **fields)).strip()
+        first = article(body) if n == 1 else f"{pick(language.words[str(n)])} {body}"
+        phrases.append((first, f"the {body}"))
+
+    mentioned: set[int] = set()
+
+    def refer(g: int) -> str:
+        first, later = phrases[g]
+        text = later if g in mentioned else first
+        mentioned.add(g)
+        return text
+
+    clauses = []
+    for ga, rel, gb in relations:
+        if rng.random() < 0.5:  # "B right of A" says the same as "A left of B"
+            ga, rel, gb = gb, INVERSE_RELATION[rel], ga
+        template = pick(language.relation_clauses)
+        # refer in reading order, so the first mention gets the article
+        order = sorted(("x", "y"), key=lambda s: template.index("{" + s + "}"))
+        ref = {}
+        for slot in order:
+            ref[slot] = refer(ga if slot == "x" else gb)
+        clauses.append(
+            _fill(
+                template,
+                x=ref["x"],
+                y=ref["y"],
+                rel=pick(language.words[rel]),
+                be_x="is" if len(groups[ga]) == 1 else "are",
+                it_y="it" if len(groups[gb]) == 1 else "them",
+            )
+        )
+    for g in range(len(groups)):
+        if g not in mentioned:
+            clauses.append(refer(g))
+    if len(clauses) == 1:
+        objects = clauses[0]
+    else:
+        objects = ", ".join(clauses[:-1]) + pick(language.list_joiners) + clauses[-1]
+    scene = _fill(pick(language.scene_templates), objects=objects)
+    if spec.background is not None:
+        background = pick(language.words[spec.background])
+        scene = _fill(pick(language.background_templates), scene=scene, background=background)
+    return _tidy(scene)
+
+
+def _fill(template: str, **fields: str) -> str:
+    return template.format(**{k: fields.get(k, "") for k in template_slots(template)})
+
+
+def _tidy(text: str) -> str:
+    """Collapse the spaces and commas that empty slots and nested phrases leave behind."""
+    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\ba (?=[aeiou])", "an ", text)  # "a ivory canvas" -> "an ivory canvas"
+    text = re.sub(r"\s+([,;])", r"\1", text)
+    text = re.sub(r",+", ",", text)
+    text = re.sub(r",([;]|$)", r"\1", text)
+    text = re.sub(r",( and| as well as| together with| alongside)\b", r"\1", text)
+    return text.strip(" ,")
