@@ -34,8 +34,14 @@ from openimagen.images import make_grid, save_png
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES_START, NOTES_END = "<!-- notes:start -->", "<!-- notes:end -->"
+# the README's demo (`make demo`): seeds 0-3, each image scored against this spec
+DEMO_PROMPT = "two red circles above a blue square"
+DEMO_SPEC = {"prompt": DEMO_PROMPT,
+             "objects": [{"shape": "circle", "color": "red"}, {"shape": "circle", "color": "red"},
+                         {"shape": "square", "color": "blue"}],
+             "relations": [[0, "above", 2], [1, "above", 2]]}  # fmt: skip
 GRID_PROMPTS = (
-    "two red circles above a blue square",
+    DEMO_PROMPT,
     "a green triangle",
     "a yellow square to the left of a purple circle",
     "three orange circles",
@@ -133,9 +139,7 @@ def part3(args: argparse.Namespace, models: list[tuple[str, str]]) -> dict:
         for split in ("heldout_compositions", "paraphrase"):
             summary, _, _ = run.shapebench(f"p3-{name}-{split}", split, list(cascade.sampling), 1)
             rows.append({"encoder": name, "model": directory, "split": split,
-                         "all_correct": summary["all_correct"],
-                         "color": summary["attributes"]["color"],
-                         "shape": summary["attributes"]["shape"]})  # fmt: skip
+                         "all_correct": summary["all_correct"], **summary["attributes"]})  # fmt: skip
     return {"rows": rows}
 
 
@@ -173,14 +177,24 @@ def part5(run: Runner, base: list[SamplingConfig], settings: list[tuple[str, int
 
 
 def sample_grids(cascade: Cascade, out: Path) -> list[dict]:
-    """One grid per prompt (4 seeds, the model's default settings), real outputs."""
+    """One grid per prompt (4 seeds, the model's default settings), real outputs; the demo
+    prompt's four images are also scored by ShapeBench, as `make demo` draws them."""
+    from openimagen.data.shapes import ShapeSpec
+    from openimagen.eval.shapebench import score_image
+
     shown = []
     for i, prompt in enumerate(GRID_PROMPTS):
         seeds = [0, 1, 2, 3]
         images = cascade.generate([prompt] * len(seeds), seeds)
         path = out / f"grid_{i}.png"
         save_png(make_grid(images, columns=4), path, {"prompt": prompt, "seeds": "0,1,2,3"})
-        shown.append({"prompt": prompt, "seeds": seeds, "file": path.name})
+        entry = {"prompt": prompt, "seeds": seeds, "file": path.name}
+        if prompt == DEMO_PROMPT:
+            spec = ShapeSpec.from_dict(DEMO_SPEC)
+            verdicts = [score_image(image, spec) for image in images]
+            entry["demo_right"] = [v.all_correct for v in verdicts]
+            entry["demo_reasons"] = [v.reason for v in verdicts]
+        shown.append(entry)
     return shown
 
 
@@ -249,6 +263,14 @@ def markdown(results: dict) -> str:
                   "`--parts grids`:", ""]  # fmt: skip
         for g in results["grids"]["data"]:
             lines.append(f"**{g['prompt']}**  \n![{g['prompt']}](results/{g['file']})")
+            if "demo_right" in g:
+                right = sum(g["demo_right"])
+                lines.append("")
+                lines.append(f"The README demo (`make demo`, seeds 0-3): **{right} of 4** images "
+                             "right by the ShapeBench scorer. "
+                             + "; ".join(f"seed {s}: " + ("right" if ok else r)
+                                         for s, ok, r in zip(g["seeds"], g["demo_right"],
+                                                             g["demo_reasons"], strict=True)))  # fmt: skip
             lines.append("")
     if "part1" in results:
         meta = results["part1"]["meta"]
@@ -279,10 +301,13 @@ def markdown(results: dict) -> str:
         lines += ["## 3. Pretrained vs randomly initialised frozen text encoder (base stage)", "",
                   _setting(results["part3"]["meta"]) + " The same U-Net config, data, seed "
                   "and budget; only the frozen encoder's weights differ.", "",
-                  "| encoder | split | all-correct | colour | shape |", "|---|---|---|---|---|"]  # fmt: skip
+                  "| encoder | split | all-correct | colour | shape | count | size | relation |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in results["part3"]["data"]["rows"]:
+            cells = [pct(r[a]) if a in r else "-"
+                     for a in ("color", "shape", "count", "size", "relation")]  # fmt: skip
             lines.append(f"| {r['encoder']} | {r['split']} | {pct(r['all_correct'])} | "
-                         f"{pct(r['color'])} | {pct(r['shape'])} |")  # fmt: skip
+                         + " | ".join(cells) + " |")  # fmt: skip
         lines.append("")
     if "part4" in results:
         lines += ["## 4. Noise conditioning augmentation of the SR stage (full cascade)", "",

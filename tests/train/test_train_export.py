@@ -134,3 +134,34 @@ def test_export_writes_a_model_card_from_the_training_run(trained, tmp_path):
     assert card.count("2 steps of batch 4") == 2  # one line per stage
     assert f"{LOW} -> {SR_SIZE}" in card and "noise aug 0.1" in card
     assert main(["info", "--model", str(model_dir)]) == 0
+
+
+def test_train_init_from_a_model_directory_stage_fine_tunes_its_weights(trained, tmp_path):
+    from openimagen.errors import ConfigError
+    from openimagen.train import load_ema_stage
+
+    base, _ = trained
+    model_dir = export_stage(base.output_dir, tmp_path / "model")
+    stage_dir = model_dir / f"stage0_base{LOW}"
+    exported = Cascade.load(model_dir, device="cpu").stages[0].unet.state_dict()
+    # a tiny learning rate: one step later the weights are still the exported ones
+    config = make_config(
+        stage={"resolution": LOW, "unet": {"image_size": LOW}},
+        optim={"lr": 1e-12, "warmup_steps": 0},
+        train={"steps": 1, "checkpoint_every": 1, "init_from": str(stage_dir)},
+    )
+    tuned = run_training(config, tmp_path / "tuned")
+    stage, _ = load_ema_stage(tuned.checkpoint)
+    for name, tensor in stage.unet.state_dict().items():
+        assert torch.allclose(tensor, exported[name], atol=1e-6), name
+    # a fresh run (another seed, so another random init) is far from them
+    fresh = run_training({**config, "train": {**config["train"], "init_from": "", "seed": 123}},
+                         tmp_path / "fresh")  # fmt: skip
+    far = load_ema_stage(fresh.checkpoint)[0].unet.state_dict()
+    assert any(not torch.allclose(far[k], exported[k], atol=1e-3) for k in exported)
+    other = make_config(
+        stage={"resolution": LOW, "unet": {"image_size": LOW, "base_channels": 16}},
+        train={"steps": 1, "init_from": str(stage_dir)},
+    )
+    with pytest.raises(ConfigError, match=r"train.init_from=.*base_channels"):
+        run_training(other, tmp_path / "other")

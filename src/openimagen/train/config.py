@@ -152,6 +152,10 @@ class TrainSection(Config):
     ema_warmup: int = 10
     checkpoint_every: int = 1000
     keep_last: int = 3
+    # start a fresh run from these weights: a stage directory of a model directory
+    # (config.json + model.safetensors, e.g. a bundled stage), for fine-tuning; "" = random
+    # init. Relative paths are taken from the config file's directory. Ignored on resume.
+    init_from: str = ""
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_last"):

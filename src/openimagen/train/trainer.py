@@ -112,6 +112,27 @@ def _make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     )
 
 
+def _init_weights(model: torch.nn.Module, stage_config: StageConfig, stage_dir: Path) -> None:
+    """Load a model directory stage's weights into ``model`` (``train.init_from``)."""
+    from openimagen.cascade import load_stage_weights, read_stage_config
+
+    where = f"train.init_from={str(stage_dir)!r}"
+    try:
+        saved = read_stage_config(stage_dir)
+    except OpenImagenError as exc:
+        raise ConfigError(f"{where}: not a stage directory of a model directory: {exc}") from exc
+    if saved.unet != stage_config.unet or saved.resolution != stage_config.resolution:
+        diff = sorted(k for k, v in saved.unet.to_dict().items()
+                      if stage_config.unet.to_dict().get(k) != v)  # fmt: skip
+        raise ConfigError(
+            f"{where}: its U-Net differs from [stage] (fields {diff or ['resolution']}); "
+            "use the same preset and overrides as the stage it was exported from"
+        )
+    stage = load_stage_weights(saved, stage_dir)
+    model.load_state_dict(stage.unet.state_dict())  # fp16 files load into float32 params
+    logger.info("initialised the U-Net from %s", stage_dir)
+
+
 def lr_factor(config: TrainConfig, step: int) -> float:
     """The learning-rate multiplier at optimizer step ``step`` (0-based).
 
@@ -199,6 +220,8 @@ def run_training(
 
     torch.manual_seed(config.train.seed)
     model = EfficientUNet(stage_config.unet)
+    if config.train.init_from and resume_path is None:
+        _init_weights(model, stage_config, config.resolve_path(config.train.init_from))
     ema = make_ema(model, config.train.ema_decay, config.train.ema_warmup)
     optimizer = _make_optimizer(config, model.parameters())
     scheduler = _make_scheduler(config, optimizer)
