@@ -70,9 +70,56 @@ def _sampling_overrides(args: argparse.Namespace) -> dict:
     }
 
 
+def _check_outputs(out: Path, paths: list[Path], overwrite: bool) -> None:
+    """Refuse, before any sampling, outputs that exist (without --overwrite) or cannot be written."""
+    for path in paths:
+        if path.is_dir():
+            raise InvalidArgumentError(
+                "--out", str(out), "a file path", f"{path} is a directory; choose another --out."
+            )
+        if os.path.lexists(path) and not overwrite:
+            raise InvalidArgumentError(
+                "--out",
+                str(out),
+                "a path where no file exists yet",
+                f"{path} exists; pass --overwrite to replace it, or choose another --out.",
+            )
+    # the nearest existing ancestor must be a directory we can create files in (missing
+    # directories below it are created when the files are written)
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InvalidArgumentError(
+            "--out", str(out), "a path inside a directory", f"{parent} is not a directory."
+        )
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise InvalidArgumentError(
+            "--out",
+            str(out),
+            "a path in a writable directory",
+            f"cannot create files in {parent} ({exc.strerror or exc}).",
+        ) from None
+
+
+def _print_path(path: Path) -> None:
+    """Print a path; one whose name is not valid UTF-8 is printed as its raw bytes."""
+    try:
+        print(path)
+    except UnicodeEncodeError:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(os.fsencode(path) + b"\n")
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
-    if not args.prompt.strip():
-        raise InvalidArgumentError("PROMPT", args.prompt, "a non-empty prompt")
+    from openimagen.text.encoder import check_prompt
+
+    check_prompt(args.prompt, "PROMPT")
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise InvalidArgumentError("--out", str(out), "a file name ending in .png")
@@ -81,7 +128,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     import openimagen
     from openimagen.cascade import SamplingConfig
-    from openimagen.images import save_images
+    from openimagen.images import output_paths, save_images
     from openimagen.policy import enforce_policy
 
     enforce_policy(args.prompt, args.policy)
@@ -92,6 +139,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         from openimagen.cascade import read_cascade_config
 
         config = read_cascade_config(model_dir)
+        _check_stages(args.stages, len(config.stages))
         resolved = [e.sampling.replace(**overrides).to_dict() for e in config.stages]
         print(
             json.dumps(
@@ -110,7 +158,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    paths = output_paths(out, args.num_images)
+    _check_outputs(out, paths, args.overwrite)
     cascade = openimagen.load(model_dir, device=args.device)
+    _check_stages(args.stages, len(cascade.stages))
     sampling = [s.replace(**overrides) for s in cascade.sampling]
     seeds = [args.seed + i for i in range(args.num_images)]
     with tqdm(
@@ -141,9 +192,27 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         }
         for seed in seeds
     ]
-    for path in save_images(images, out, meta):
-        print(path)
+    try:
+        written = save_images(images, out, meta, overwrite=args.overwrite)
+    except FileExistsError as exc:  # created by someone else while we sampled
+        raise InvalidArgumentError(
+            "--out", str(out), "a path where no file exists yet",
+            f"{exc.filename} appeared while sampling; nothing was written. Pass --overwrite "
+            "to replace it, or choose another --out.",
+        ) from None  # fmt: skip
+    except OSError as exc:
+        count = f"none of the {len(paths)} files was" if len(paths) > 1 else "it was not"
+        raise OSError(exc.errno, f"{exc.strerror or exc}; {count} written", str(out)) from exc
+    for path in written:
+        _print_path(path)
     return 0
+
+
+def _check_stages(stages: int | None, count: int) -> None:
+    if stages is not None and stages > count:
+        raise InvalidArgumentError(
+            "--stages", stages, f"an integer from 1 to {count} (the stages of this model)"
+        )
 
 
 # -- encode-text -----------------------------------------------------------------------------
@@ -389,6 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy", metavar="FILE", default=None, help="prompt block list (docs/serving.md)"
     )
     gen.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    gen.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing output files (default: refuse, before sampling)",
+    )
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.add_argument(
         "--dry-run",
