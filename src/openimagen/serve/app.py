@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import importlib.resources
+import ipaddress
 import json
 import logging
 import math
@@ -33,10 +34,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import openimagen
+from openimagen.errors import OpenImagenError
 from openimagen.policy import PromptPolicy
 from openimagen.serve.files import ImageStore, png_bytes
 from openimagen.serve.settings import ServeSettings
 from openimagen.serve.worker import GenerationWorker, Job, QueueFullError
+from openimagen.text.encoder import check_prompt
 from openimagen.watermark import METHOD as WATERMARK_METHOD
 
 logger = logging.getLogger(__name__)
@@ -56,6 +59,8 @@ OPENAI_FIELDS = {
 EXTENSION_FIELDS = {"seed", "steps", "guidance_scale"}
 MAX_SEED = 2**63 - 1
 MAX_GUIDANCE = 100.0
+# a request is one flat object; anything nested deeper is refused before it is looked at
+MAX_JSON_DEPTH = 4
 # how often a waiting request checks whether its client is still there
 DISCONNECT_POLL_S = 0.5
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -88,9 +93,32 @@ class APIError(Exception):
 
 def error_response(exc: APIError) -> JSONResponse:
     body = {
-        "error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
+        "error": {
+            "message": _utf8(exc.message),
+            "type": exc.type,
+            "param": None if exc.param is None else _utf8(exc.param),
+            "code": exc.code,
+        }
     }
     return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+def _utf8(text: str) -> str:
+    """``text`` with lone surrogates (from hostile JSON such as "\\udcff") written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON ``value`` nests lists/objects more than ``limit`` deep (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _invalid(param: str, value: Any, allowed: str, code: str = "invalid_value") -> APIError:
@@ -111,11 +139,19 @@ def _is_number(value: Any) -> bool:
 
 
 def _hostname(host_header: str) -> str:
-    """The host name of a Host header: 'example.com:8000' -> 'example.com', '[::1]:80' -> '::1'."""
+    """The host name of a Host header: 'example.com:8000' -> 'example.com', '[::1]:80' -> '::1'.
+
+    IP addresses come back in their canonical form ('[0:0::1]' -> '::1').
+    """
     host = host_header.strip().lower()
     if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
 
 
 class GuardMiddleware:
@@ -274,14 +310,25 @@ def create_app(
             if len(body) > limit:
                 raise too_large
         try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            value = json.loads(body)
+        except RecursionError:
+            value = None
+        except ValueError as exc:  # bad JSON or UTF-8; an integer beyond Python's 4300 digits
             raise APIError(
                 400,
                 f"the request body is not valid JSON ({exc}); send a JSON object such as "
                 '{"prompt": "a red circle"}',
                 code="invalid_json",
-            ) from exc
+            ) from None
+        else:
+            if not _nested_deeper_than(value, MAX_JSON_DEPTH):
+                return value
+        raise APIError(
+            400,
+            f"the request body nests arrays or objects more than {MAX_JSON_DEPTH} deep; send "
+            'a flat JSON object such as {"prompt": "a red circle"}',
+            code="invalid_json",
+        )
 
     def parse_request(body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -311,6 +358,10 @@ def create_app(
                 param="prompt",
                 code="string_above_max_length",
             )
+        try:
+            check_prompt(prompt, "prompt")
+        except OpenImagenError as exc:
+            raise APIError(400, str(exc), param="prompt", code="invalid_value") from None
         n = 1 if body.get("n") is None else body["n"]
         if not _is_int(n) or not 1 <= n <= settings.max_n:
             raise _invalid("n", n, f"an integer from 1 to {settings.max_n}")
@@ -377,13 +428,29 @@ def create_app(
             while True:
                 done, _ = await asyncio.wait({result}, timeout=DISCONNECT_POLL_S)
                 if done:
-                    return result.result()
+                    return _job_result(result)
                 if await request.is_disconnected() and worker.cancel(job):
                     logger.info("client went away; dropped its queued request")
                     raise APIError(400, "client disconnected", code="client_disconnected")
         except asyncio.CancelledError:
             worker.cancel(job)
             raise
+
+    def _job_result(result: asyncio.Future) -> list[bytes]:
+        try:
+            return result.result()
+        except OpenImagenError as exc:
+            if isinstance(exc, (ValueError, TypeError)):  # the model refused this input
+                name = getattr(exc, "name", "")
+                param = "prompt" if name.startswith("prompt") else None
+                raise APIError(400, str(exc), param=param, code="invalid_value") from None
+            raise APIError(  # e.g. non-finite output: the model's fault, not the request's
+                500,
+                "generation failed for this request (the model's output was unusable); see "
+                "the server log",
+                type="server_error",
+                code="generation_failed",
+            ) from None
 
     @app.post("/v1/images/generations")
     async def generations(request: Request) -> JSONResponse:
