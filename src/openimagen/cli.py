@@ -269,6 +269,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         }
         print(json.dumps(resolved, indent=2))
         return 0
+    if result.checkpoint is None and result.resumed_from is not None:  # nothing left to do
+        print(
+            f"already at step {result.step} of {result.config.train.steps}, nothing to train; "
+            f"checkpoint: {result.resumed_from}"
+        )
+        return 0
     print(f"trained to step {result.step}; checkpoint: {result.checkpoint}")
     return 0
 
