@@ -32,6 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 import openimagen
 from openimagen.errors import OpenImagenError
@@ -305,10 +306,13 @@ def create_app(
         if length is not None and (not length.isdigit() or int(length) > limit):
             raise too_large
         body = bytearray()
-        async for chunk in request.stream():  # chunked uploads are counted as they arrive
-            body.extend(chunk)
-            if len(body) > limit:
-                raise too_large
+        try:
+            async for chunk in request.stream():  # chunked uploads are counted as they arrive
+                body.extend(chunk)
+                if len(body) > limit:
+                    raise too_large
+        except ClientDisconnect:  # gone before the body was complete: nothing to answer
+            raise APIError(400, "client disconnected", code="client_disconnected") from None
         try:
             value = json.loads(body)
         except RecursionError:
