@@ -70,43 +70,6 @@ def _sampling_overrides(args: argparse.Namespace) -> dict:
     }
 
 
-def _check_outputs(out: Path, paths: list[Path], overwrite: bool) -> None:
-    """Refuse, before any sampling, outputs that exist (without --overwrite) or cannot be written."""
-    for path in paths:
-        if path.is_dir():
-            raise InvalidArgumentError(
-                "--out", str(out), "a file path", f"{path} is a directory; choose another --out."
-            )
-        if os.path.lexists(path) and not overwrite:
-            raise InvalidArgumentError(
-                "--out",
-                str(out),
-                "a path where no file exists yet",
-                f"{path} exists; pass --overwrite to replace it, or choose another --out.",
-            )
-    # the nearest existing ancestor must be a directory we can create files in (missing
-    # directories below it are created when the files are written)
-    parent = out.absolute().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InvalidArgumentError(
-            "--out", str(out), "a path inside a directory", f"{parent} is not a directory."
-        )
-    import tempfile
-
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as exc:
-        raise InvalidArgumentError(
-            "--out",
-            str(out),
-            "a path in a writable directory",
-            f"cannot create files in {parent} ({exc.strerror or exc}).",
-        ) from None
-
-
 def _print_path(path: Path) -> None:
     """Print a path; one whose name is not valid UTF-8 is printed as its raw bytes."""
     try:
@@ -128,7 +91,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     import openimagen
     from openimagen.cascade import SamplingConfig
-    from openimagen.images import output_paths, save_images
+    from openimagen.images import check_output_paths, output_paths, save_images
     from openimagen.policy import enforce_policy
 
     enforce_policy(args.prompt, args.policy)
@@ -159,7 +122,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     paths = output_paths(out, args.num_images)
-    _check_outputs(out, paths, args.overwrite)
+    check_output_paths(
+        paths,
+        overwrite=args.overwrite,
+        name="--out",
+        value=str(out),
+        overwrite_hint="pass --overwrite to replace it, or choose another --out",
+    )
     cascade = openimagen.load(model_dir, device=args.device)
     _check_stages(args.stages, len(cascade.stages))
     sampling = [s.replace(**overrides) for s in cascade.sampling]

@@ -177,6 +177,51 @@ def save_images(
     return atomic_write_files(dict(zip(paths, data, strict=True)), overwrite=overwrite)
 
 
+def check_output_paths(
+    paths: Sequence[str | os.PathLike],
+    *,
+    overwrite: bool = False,
+    name: str = "out",
+    value: str | None = None,
+    overwrite_hint: str = "pass overwrite=True to replace it",
+) -> None:
+    """Refuse, before any work, output files that :func:`save_images` could not write.
+
+    Raises :class:`InvalidArgumentError` (naming ``name`` = ``value``) when a path is a
+    directory, exists (unless ``overwrite``), or lies where no file can be created: the
+    nearest existing ancestor must be a directory this process can create files in (the
+    missing directories below it are made when the files are written).
+    """
+    import tempfile
+
+    paths = [Path(p) for p in paths]
+    shown = value if value is not None else str(paths[0])
+    for path in paths:
+        if path.is_dir():
+            raise InvalidArgumentError(name, shown, "a file path", f"{path} is a directory.")
+        if os.path.lexists(path) and not overwrite:
+            raise InvalidArgumentError(
+                name, shown, "a path where no file exists yet", f"{path} exists; {overwrite_hint}."
+            )
+    for parent in dict.fromkeys(p.absolute().parent for p in paths):
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise InvalidArgumentError(
+                name, shown, "a path inside a directory", f"{parent} is not a directory."
+            )
+        try:
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+        except OSError as exc:
+            raise InvalidArgumentError(
+                name,
+                shown,
+                "a path in a writable directory",
+                f"cannot create files in {parent} ({exc.strerror or exc}).",
+            ) from None
+
+
 def output_paths(out: str | os.PathLike, count: int, *, grid: bool = True) -> list[Path]:
     """Every file :func:`save_images` writes for ``count`` images: numbered, then the grid."""
     paths = numbered_paths(out, count)

@@ -64,7 +64,7 @@ def settings_for_host(settings: ServeSettings, host: str) -> ServeSettings:
         return settings.replace(allowed_hosts=None)
     name = host.strip("[]").lower()
     with contextlib.suppress(ValueError):
-        name = str(ipaddress.ip_address(name))  # the form _hostname() compares with
+        name = str(ipaddress.ip_address(name))  # as serve.http compares Host headers
     if name in LOOPBACK_NAMES:
         return settings
     return settings.replace(allowed_hosts=(*LOOPBACK_NAMES, name))
