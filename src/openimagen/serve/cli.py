@@ -50,7 +50,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--api-key-env",
         metavar="NAME",
         default=API_KEY_ENV,
-        help="environment variable holding the API key; unset or empty = no key required",
+        help="environment variable holding the API key; unset or empty = no key required, "
+        "only whitespace is refused",
     )
     parser.add_argument(
         "--max-queue",
