@@ -173,6 +173,45 @@ class GuardMiddleware:
         )
 
 
+async def read_json_body(request: Request, limit: int) -> Any:
+    """The JSON body of ``request``: ``application/json`` only, at most ``limit`` bytes.
+
+    Shared by every app of ours that takes a body (``serve``, ``rate``).
+    """
+    # JSON only: a cross-site form or text/plain POST from a web page cannot trigger work
+    # (a JSON content type makes browsers ask first, with a CORS preflight we never allow).
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise APIError(
+            415,
+            f"Content-Type {media_type or '(none)'!r} is not supported; send the body as "
+            "JSON with 'Content-Type: application/json'",
+            code="unsupported_media_type",
+        )
+    too_large = APIError(
+        413,
+        f"request body is larger than the server's limit of {limit} bytes",
+        code="request_too_large",
+    )
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():  # chunked uploads are counted as they arrive
+        body.extend(chunk)
+        if len(body) > limit:
+            raise too_large
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise APIError(
+            400,
+            f"the request body is not valid JSON ({exc}); send a JSON object such as "
+            '{"prompt": "a red circle"}',
+            code="invalid_json",
+        ) from exc
+
+
 # -- the app ---------------------------------------------------------------------------------
 def create_app(
     cascade: Any,
@@ -248,41 +287,6 @@ def create_app(
     app.add_middleware(GuardMiddleware, settings=settings)
 
     # -- generation -----------------------------------------------------------------------------
-    async def read_json_body(request: Request) -> Any:
-        # JSON only: a cross-site form or text/plain POST from a web page cannot trigger work
-        # (a JSON content type makes browsers ask first, with a CORS preflight we never allow).
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != "application/json":
-            raise APIError(
-                415,
-                f"Content-Type {media_type or '(none)'!r} is not supported; send the body as "
-                "JSON with 'Content-Type: application/json'",
-                code="unsupported_media_type",
-            )
-        limit = settings.max_body_bytes
-        too_large = APIError(
-            413,
-            f"request body is larger than the server's limit of {limit} bytes",
-            code="request_too_large",
-        )
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            raise too_large
-        body = bytearray()
-        async for chunk in request.stream():  # chunked uploads are counted as they arrive
-            body.extend(chunk)
-            if len(body) > limit:
-                raise too_large
-        try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise APIError(
-                400,
-                f"the request body is not valid JSON ({exc}); send a JSON object such as "
-                '{"prompt": "a red circle"}',
-                code="invalid_json",
-            ) from exc
-
     def parse_request(body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise APIError(400, "the request body must be a JSON object", code="invalid_json")
@@ -387,7 +391,7 @@ def create_app(
 
     @app.post("/v1/images/generations")
     async def generations(request: Request) -> JSONResponse:
-        params = parse_request(await read_json_body(request))
+        params = parse_request(await read_json_body(request, settings.max_body_bytes))
         request_id = request.headers.get("x-request-id")
         if request_id is not None and not REQUEST_ID.match(request_id):
             raise _invalid("X-Request-Id", request_id, "1 to 64 characters of A-Z a-z 0-9 _ -")

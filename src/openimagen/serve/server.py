@@ -39,6 +39,17 @@ def settings_from_env(settings: ServeSettings | None, api_key_env: str | None) -
     return settings
 
 
+def settings_for_host(settings: ServeSettings, host: str) -> ServeSettings:
+    """The Host-header allow list for a server bound to ``host`` (``serve`` and ``rate``).
+
+    Bound to loopback, the loopback names (DNS-rebinding guard); bound elsewhere, any name
+    (it is reached by names we cannot know).
+    """
+    if not _is_loopback(host) and settings.allowed_hosts == LOOPBACK_NAMES:
+        return settings.replace(allowed_hosts=None)
+    return settings
+
+
 def run_server(
     model_dir: str | os.PathLike | None,
     host: str = DEFAULT_HOST,
@@ -64,8 +75,7 @@ def run_server(
         raise InvalidArgumentError("port", port, "an integer from 0 to 65535")
     settings = settings_from_env(settings, api_key_env)
     policy = PromptPolicy.from_file(policy_file) if policy_file is not None else None
-    if not _is_loopback(host) and settings.allowed_hosts == LOOPBACK_NAMES:
-        settings = settings.replace(allowed_hosts=None)  # reached by names we cannot know
+    settings = settings_for_host(settings, host)
     if not _is_loopback(host) and settings.api_key is None:
         logger.warning(
             "serving on %s (reachable from other machines) without an API key; set %s",
