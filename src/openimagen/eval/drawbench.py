@@ -214,8 +214,8 @@ def run_drawbench(
     summary ``{"manifest", "images", "written", "process", "num_processes"}``, ``manifest``
     being the manifest's path once this call saw every image written.
     """
+    import torch
     from accelerate import PartialState
-    from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     if not models:
@@ -246,8 +246,6 @@ def run_drawbench(
     # every process checks for itself (so a refused resume fails everywhere, no process left
     # waiting), then one writes
     merged = _merge_run(_read_json(out_dir / RUN_FILE), run, out_dir)
-    import torch
-
     # Accelerate finds several CPU processes (gloo) only when told it is on the CPU
     on_cpu = device == "cpu" or not torch.cuda.is_available()
     state = PartialState(cpu=on_cpu, timeout=BARRIER_TIMEOUT)
@@ -261,28 +259,50 @@ def run_drawbench(
 
     jobs = plan(labels, prompts, num_per_prompt, seed)
     mine = [b for i, b in enumerate(batches(jobs, batch_size)) if i % world == rank]
-    todo = [b for b in mine if any(not (out_dir / j.path).is_file() for j in b)]
-    done_before = sum((out_dir / j.path).is_file() for b in mine for j in b)
-    logger.info(
-        "process %d of %d: %d batches of %d, %d to draw", rank, world, len(mine), batch_size,
-        len(todo),
+    written = _draw_share(
+        mine, {m.label: m for m in models}, out_dir, state, overrides, num_stages, device,
+        progress,
     )  # fmt: skip
-    written = 0
+    state.wait_for_everyone()
+    manifest = None
+    if state.is_main_process:
+        manifest = write_manifest(out_dir, jobs)
+    return {"manifest": manifest, "images": len(jobs), "written": written, "process": rank,
+            "num_processes": world}  # fmt: skip
+
+
+def _draw_share(
+    mine: list[list[ImageJob]],
+    models: dict[str, ModelSpec],
+    out_dir: Path,
+    state: Any,
+    overrides: dict[str, Any],
+    num_stages: int | None,
+    device: str | None,
+    progress: bool,
+) -> int:
+    """Draw this process's batches that have missing images; returns the images written."""
+    from tqdm.auto import tqdm
+
+    rank, world = state.process_index, state.num_processes
+    todo = [b for b in mine if any(not (out_dir / j.path).is_file() for j in b)]
+    logger.info("process %d of %d: %d batches, %d to draw", rank, world, len(mine), len(todo))
     bar = tqdm(
-        total=sum(len(b) for b in mine), initial=done_before, unit="image",
+        total=sum(len(b) for b in mine),
+        initial=sum((out_dir / j.path).is_file() for b in mine for j in b),
+        unit="image",
         desc=f"drawbench ({world} processes)" if world > 1 else "drawbench",
         disable=not (progress and state.is_main_process),
-    )  # fmt: skip
+    )
     log_path = out_dir / "logs" / f"process-{rank}.jsonl"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    by_model = {m.label: m for m in models}
-    loaded: tuple[str, Any] | None = None
+    written, loaded = 0, None  # loaded: (label, cascade), one model in memory at a time
     with open(log_path, "a", encoding="utf-8") as log:
         for batch in todo:
             label = batch[0].model
             if loaded is None or loaded[0] != label:
-                loaded = None  # free the previous model first
-                loaded = (label, _load(by_model[label], device or None, state.device))
+                loaded = None  # free the previous model before loading the next
+                loaded = (label, _load(models[label], device, state.device))
             new = _draw_batch(loaded[1], batch, out_dir, overrides, num_stages)
             for job in new:
                 log.write(json.dumps({"path": job.path, "process": rank, "of": world}) + "\n")
@@ -290,12 +310,7 @@ def run_drawbench(
             written += len(new)
             bar.update(len(new))
     bar.close()
-    state.wait_for_everyone()
-    manifest = None
-    if state.is_main_process:
-        manifest = write_manifest(out_dir, jobs)
-    return {"manifest": manifest, "images": len(jobs), "written": written, "process": rank,
-            "num_processes": world}  # fmt: skip
+    return written
 
 
 def _load(spec: ModelSpec, device: str | None, process_device: Any) -> Any:
