@@ -24,7 +24,7 @@ chromium:
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/openimagen generate "two red circles above a blue square" --num-images 4 --out openimagen.png
+	$(VENV)/bin/openimagen generate "two red circles above a blue square" --num-images 4 --out openimagen.png --overwrite
 
 test: $(VENV)/.installed chromium
 	$(PY) -m ruff check src tests benchmarks

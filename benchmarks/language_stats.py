@@ -20,7 +20,9 @@ GROUPS = {
     "backgrounds": ("black", "white", "gray"),
 }
 CONSTRUCTIONS = ("object_phrases", "sized_object_phrases", "relation_clauses",
-                 "scene_templates", "background_templates", "list_joiners")  # fmt: skip
+                 "scene_templates", "background_templates", "list_joiners", "sentence_clauses",
+                 "existential_clauses", "sentence_templates",
+                 "sentence_background_templates")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

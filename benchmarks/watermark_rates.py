@@ -5,8 +5,11 @@
 For each of ``count`` images (half "natural-ish" 1/f colour noise fields, half renders of
 the shapes world, openimagen's data set), it measures the detector's
 z-score on: the unmarked image (false positives), the marked image, the marked image after
-PNG re-encoding, and after JPEG quality 90 (and 75, for reference). It also reports the
-PSNR of the mark. Images are drawn from a fixed numpy seed, so the numbers reproduce.
+PNG re-encoding, and after JPEG quality 90 (and 75 and 50, for reference). It also reports
+the PSNR of the mark. Images are drawn from a fixed numpy seed, so the numbers reproduce.
+
+The edits of ``ATTACKS`` (crops, resizes) are measured on the marked images too: what the
+mark does *not* survive is stated from these numbers in docs/serving.md.
 """
 
 from __future__ import annotations
@@ -62,6 +65,42 @@ def reencode(image: Image.Image, fmt: str, **options) -> Image.Image:
         return decoded.convert("RGB")
 
 
+def crop(image: Image.Image, left: int, top: int, width: int, height: int) -> Image.Image:
+    return image.crop((left, top, left + width, top + height))
+
+
+def resize(image: Image.Image, factor: float) -> Image.Image:
+    size = max(1, round(image.width * factor)), max(1, round(image.height * factor))
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def _three_quarters(image: Image.Image) -> tuple[int, int]:
+    return image.width * 3 // 4, image.height * 3 // 4
+
+
+# Edits a marked image may go through after it leaves us; name -> edit.
+ATTACKS = {
+    # 75% of each side, kept where it was: top-left corner (grid-aligned), centre (aligned
+    # when the side is a multiple of 32), and offset by (3, 5) pixels (not aligned)
+    "crop75_corner": lambda im: crop(im, 0, 0, *_three_quarters(im)),
+    "crop75_centre": lambda im: crop(im, im.width // 8, im.height // 8, *_three_quarters(im)),
+    "crop75_offset": lambda im: crop(im, 3, 5, *_three_quarters(im)),
+    # one 8-pixel block row and column removed: on the top/left (the grid shifts by exactly
+    # one block) or on the bottom/right (the remaining blocks are untouched)
+    "crop8_top_left": lambda im: crop(im, 8, 8, im.width - 8, im.height - 8),
+    "crop8_bottom_right": lambda im: crop(im, 0, 0, im.width - 8, im.height - 8),
+    # a 75% crop scaled back to the original size (same block count, moved content)
+    "crop75_resized_back": lambda im: resize(crop(im, 0, 0, *_three_quarters(im)), 4 / 3),
+    "resize50": lambda im: resize(im, 0.5),
+    "resize90": lambda im: resize(im, 0.9),
+    "resize200": lambda im: resize(im, 2.0),
+    # same size and block grid, content moved
+    "rotate90": lambda im: im.transpose(Image.Transpose.ROTATE_90),
+    "mirror": lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+    "jpeg50": lambda im: reencode(im, "JPEG", quality=50),
+}
+
+
 def psnr(a: Image.Image, b: Image.Image) -> float:
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     mse = float(np.mean(diff**2))
@@ -69,9 +108,8 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 
 
 def measure(count: int, size: int, seed: int = 2026) -> dict:
-    scores: dict[str, list[float]] = {
-        k: [] for k in ("unmarked", "unmarked_jpeg90", "marked", "png", "jpeg90", "jpeg75")
-    }
+    names = ("unmarked", "unmarked_jpeg90", "marked", "png", "jpeg90", "jpeg75", *ATTACKS)
+    scores: dict[str, list[float]] = {k: [] for k in names}
     psnrs = []
     start = time.perf_counter()
     for image in test_images(count, size, seed):
@@ -83,6 +121,8 @@ def measure(count: int, size: int, seed: int = 2026) -> dict:
         scores["png"].append(watermark_score(reencode(marked, "PNG")))
         scores["jpeg90"].append(watermark_score(reencode(marked, "JPEG", quality=90)))
         scores["jpeg75"].append(watermark_score(reencode(marked, "JPEG", quality=75)))
+        for name, attack in ATTACKS.items():
+            scores[name].append(watermark_score(attack(marked)))
     result: dict = {
         "count": count,
         "size": size,

@@ -304,3 +304,53 @@ def test_fp16_weights_load_back_close(cascade, tmp_path):
 def test_bad_sampling_settings_name_the_field(field, value):
     with pytest.raises(InvalidArgumentError, match=field):
         FAST.replace(**{field: value})
+
+
+# -- inputs the text encoder or a PNG cannot take, and outputs that are not numbers ----------
+@pytest.mark.parametrize(
+    ("prompt", "shown"),
+    [("a \udcff circle", r"\udcff"), ("a red\x00circle", r"\x00"), ("a \x1b[2J circle", r"\x1b")],
+    ids=["lone surrogate", "NUL", "escape"],
+)
+def test_prompts_that_are_not_clean_text_are_refused_before_sampling(cascade, prompt, shown):
+    with pytest.raises(InvalidArgumentError, match="prompt") as info:
+        cascade.generate([prompt], seeds=[0])
+    assert shown in str(info.value)
+
+
+def test_tabs_and_newlines_are_ordinary_prompt_text(cascade):
+    assert cascade.generate(["a red circle\n\tabove a square"], seeds=[0], num_stages=1).shape[0]
+
+
+@pytest.mark.parametrize("num_stages", [0, 3, 5])
+def test_num_stages_outside_the_model_is_refused(cascade, num_stages):
+    with pytest.raises(InvalidArgumentError, match=f"num_stages={num_stages} .*from 1 to 2"):
+        cascade.generate(["a red circle"], seeds=[0], num_stages=num_stages)
+
+
+def _poisoned(minilm, stage: int, value: float) -> Cascade:
+    from test_cascade import tiny_cascade
+
+    broken = tiny_cascade(minilm)
+    first = next(broken.stages[stage].unet.parameters())
+    with torch.no_grad():
+        first.view(-1)[0] = value
+    return broken
+
+
+@pytest.mark.parametrize(
+    ("stage", "value"), [(0, float("nan")), (1, float("nan")), (1, float("inf"))]
+)
+def test_non_finite_output_is_an_error_naming_the_stage(minilm, stage, value):
+    from openimagen.errors import OpenImagenError
+
+    broken = _poisoned(minilm, stage, value)
+    with pytest.raises(OpenImagenError, match=f"stage {stage} .*not finite") as info:
+        broken.generate(["a red circle", "a blue square"], seeds=[3, 4])
+    assert "seeds [3, 4]" in str(info.value)
+
+
+def test_a_model_directory_with_nan_weights_is_refused_at_load(minilm, tmp_path):
+    saved = _poisoned(minilm, 1, float("nan")).save(tmp_path / "nan")
+    with pytest.raises(ModelDirectoryError, match="stage1_sr32.*not finite"):
+        Cascade.load(saved)

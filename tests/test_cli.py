@@ -259,7 +259,18 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path):
     assert done.returncode == 141 and "Traceback" not in done.stderr
 
 
-def test_an_unwritable_output_is_one_line_not_a_traceback(tiny_model_dir, tmp_path, capsys):
+@pytest.fixture
+def no_sampling(monkeypatch):
+    """Fail the test if anything is sampled: refusals must come before the model runs."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("sampled although the command should have refused first")
+
+    monkeypatch.setattr("openimagen.cascade.Cascade.generate", refuse)
+
+
+def test_an_unwritable_output_is_refused_before_sampling(tiny_model_dir, tmp_path, capsys,
+                                                         no_sampling):  # fmt: skip
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a directory")
     code, _, err = run(
@@ -267,5 +278,107 @@ def test_an_unwritable_output_is_one_line_not_a_traceback(tiny_model_dir, tmp_pa
          str(blocker / "img.png"), "-q"],
         capsys,
     )  # fmt: skip
-    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("openimagen generate: error:") and "file.txt" in err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("openimagen generate: error: --out=") and "file.txt" in err
+    assert ".tmp" not in err  # names the user's path, not a temporary file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def _generate(model, out, *extra):
+    return ["generate", "a red circle", "--model", str(model), "--out", str(out), "-q", *extra]
+
+
+def test_generate_never_replaces_an_existing_file_unless_asked(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "img.png"
+    out.write_bytes(b"someone's picture")
+    code, stdout, err = run(_generate(tiny_model_dir, out), capsys)
+    assert code == 2 and stdout == "" and err.count("\n") == 1
+    assert str(out) in err and "--overwrite" in err
+    assert out.read_bytes() == b"someone's picture"
+    code, stdout, _ = run(_generate(tiny_model_dir, out, "--overwrite"), capsys)
+    assert code == 0 and stdout.strip() == str(out)
+    assert read_png_metadata(out)["prompt"] == "a red circle"
+
+
+def test_a_multi_image_run_writes_all_of_its_files_or_none(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "many.png"
+    (tmp_path / "many-grid.png").mkdir()  # the last file cannot be written
+    code, _, err = run(_generate(tiny_model_dir, out, "-n", "2"), capsys)
+    assert code == 2 and err.count("\n") == 1 and "many-grid.png" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many-grid.png"]
+    # even with --overwrite a directory is not replaced, and nothing else is written
+    code, _, err = run(_generate(tiny_model_dir, out, "-n", "2", "--overwrite"), capsys)
+    assert code == 2 and "directory" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many-grid.png"]
+
+
+def test_a_write_that_fails_after_sampling_leaves_nothing(tiny_model_dir, tmp_path, capsys,
+                                                          monkeypatch):  # fmt: skip
+    import os
+
+    real_replace = os.replace
+    calls = []
+
+    def fail_second(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_second)
+    monkeypatch.setattr(os, "link", lambda *a: (_ for _ in ()).throw(OSError(1, "no links")))
+    code, _, err = run(_generate(tiny_model_dir, tmp_path / "m.png", "-n", "2"), capsys)
+    assert code == 1 and err.count("\n") == 1 and "No space left" in err
+    assert "m.png" in err and ".tmp" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_more_stages_than_the_model_has_is_refused(tiny_model_dir, tmp_path, capsys, no_sampling):
+    code, _, err = run(_generate(tiny_model_dir, tmp_path / "o.png", "--stages", "5"), capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "--stages=5" in err and "1 to 2" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_with_nan_weights_is_one_line_and_writes_nothing(tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "nan-model"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = broken / "stage0_base16" / "model.safetensors"
+    tensors = load_file(weights)
+    first = next(iter(tensors))
+    tensors[first] = torch.full_like(tensors[first], float("nan"))
+    save_file(tensors, weights)
+    out = tmp_path / "o.png"
+    code, _, err = run(_generate(broken, out), capsys)
+    assert code == 2 and err.count("\n") == 1 and "not finite" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "prompt", ["a red\x00circle", "a \x1b]0;owned\x07 circle"], ids=["NUL", "escape"]
+)
+def test_control_characters_in_the_prompt_are_refused(prompt, tiny_model_dir, tmp_path, capsys,
+                                                      no_sampling):  # fmt: skip
+    argv = _generate(tiny_model_dir, tmp_path / "o.png")
+    argv[1] = prompt
+    code, _, err = run(argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and "PROMPT=" in err and "control" in err
+    assert "\x1b" not in err and "\x00" not in err  # shown escaped
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_prompt_that_is_not_utf8_is_one_line_not_a_traceback(tiny_model_dir, tmp_path):
+    out = tmp_path / "o.png"
+    command = [sys.executable.encode(), b"-m", b"openimagen.cli", b"generate", b"\xff\xfe",
+               b"--model", str(tiny_model_dir).encode(), b"--out", str(out).encode(), b"-q"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, timeout=120)
+    err = done.stderr.decode("utf-8")
+    assert done.returncode == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("openimagen generate: error: PROMPT=") and "UTF-8" in err
+    assert not out.exists()

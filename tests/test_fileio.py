@@ -43,3 +43,72 @@ def test_atomic_write_gives_the_usual_permissions(tmp_path):
     atomic_write_json(tmp_path / "a.json", {"x": 1})
     # what open() would give under this process's umask, not mkstemp's 0600
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~fileio._umask()
+
+
+# -- several files, all or nothing -----------------------------------------------------------
+def _names(directory):
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_write_files_writes_every_file_and_leaves_no_temp(tmp_path):
+    from openimagen.fileio import atomic_write_files
+
+    files = {tmp_path / "a.png": b"A", tmp_path / "sub" / "b.png": b"B"}
+    assert atomic_write_files(files) == list(files)
+    assert (tmp_path / "a.png").read_bytes() == b"A"
+    assert (tmp_path / "sub" / "b.png").read_bytes() == b"B"
+    assert _names(tmp_path) == ["a.png", "sub"] and _names(tmp_path / "sub") == ["b.png"]
+
+
+def test_write_files_refuses_an_existing_target_before_writing_anything(tmp_path):
+    from openimagen.fileio import atomic_write_files
+
+    (tmp_path / "b.png").write_bytes(b"keep me")
+    with pytest.raises(FileExistsError) as info:
+        atomic_write_files({tmp_path / "a.png": b"A", tmp_path / "b.png": b"B"})
+    assert info.value.filename == str(tmp_path / "b.png")
+    assert _names(tmp_path) == ["b.png"] and (tmp_path / "b.png").read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_failing_later_file_leaves_no_part_of_the_output(tmp_path, overwrite):
+    from openimagen.fileio import atomic_write_files
+
+    if overwrite:
+        (tmp_path / "a.png").write_bytes(b"old a")
+    (tmp_path / "blocker").write_text("a file, so nothing can be written under it")
+    files = {
+        tmp_path / "a.png": b"A",
+        tmp_path / "b.png": b"B",
+        tmp_path / "blocker" / "c.png": b"C",
+    }
+    with pytest.raises(OSError):
+        atomic_write_files(files, overwrite=overwrite)
+    assert _names(tmp_path) == (["a.png", "blocker"] if overwrite else ["blocker"])
+    if overwrite:
+        assert (tmp_path / "a.png").read_bytes() == b"old a"
+
+
+def test_a_failing_rename_puts_the_replaced_files_back(tmp_path, monkeypatch):
+    import os
+
+    from openimagen.fileio import atomic_write_files
+
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"old " + name[0].encode())
+    real_replace, calls = os.replace, []
+
+    def flaky_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("disk gone")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    with pytest.raises(OSError, match="disk gone"):
+        atomic_write_files({tmp_path / "a.png": b"new a", tmp_path / "b.png": b"new b"},
+                           overwrite=True)  # fmt: skip
+    monkeypatch.undo()
+    assert _names(tmp_path) == ["a.png", "b.png"]
+    assert (tmp_path / "a.png").read_bytes() == b"old a"
+    assert (tmp_path / "b.png").read_bytes() == b"old b"

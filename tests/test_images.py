@@ -115,3 +115,28 @@ def test_every_file_save_images_writes_is_marked(tmp_path):
     unmarked = save_png(images[0], tmp_path / "u.png", {"seed": 0}, watermark=False)
     with Image.open(unmarked) as image:
         assert not detect_watermark(image)[0] and "watermark" not in image.text
+
+
+@pytest.mark.parametrize(
+    ("meta", "match"),
+    [({"prompt": "a red\x00circle"}, r"metadata\['prompt'\].*NUL"),
+     ({"prompt": "a \udcff circle"}, r"metadata\['prompt'\].*surrogate"),
+     ({"bad\x00key": "x"}, "keyword")],
+    ids=["NUL", "surrogate", "key"],
+)  # fmt: skip
+def test_text_a_png_chunk_cannot_hold_is_refused(meta, match):
+    with pytest.raises(InvalidArgumentError, match=match):
+        png_bytes(torch.zeros(3, 4, 4), meta)
+
+
+def test_save_images_writes_all_or_nothing_and_never_replaces_a_file(tmp_path):
+    images = torch.zeros(2, 3, 4, 4)
+    meta = [{"seed": 0}, {"seed": 1}]
+    (tmp_path / "x-1.png").write_bytes(b"someone's file")
+    with pytest.raises(FileExistsError):
+        save_images(images, tmp_path / "x.png", meta)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x-1.png"]
+    assert (tmp_path / "x-1.png").read_bytes() == b"someone's file"
+    paths = save_images(images, tmp_path / "x.png", meta, overwrite=True)
+    assert [p.name for p in paths] == ["x-0.png", "x-1.png", "x-grid.png"]
+    assert read_png_metadata(tmp_path / "x-1.png")["seed"] == "1"

@@ -128,3 +128,23 @@ def test_verify_image_reads_score_and_chunks(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(InvalidArgumentError, match="IMAGE"):
         verify_image(tmp_path / "broken.png")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda im: im.crop((0, 0, 96, 96)),  # 75%, top-left corner: on the block grid
+        lambda im: im.crop((16, 16, 112, 112)),  # 75%, centre: on the block grid too
+        lambda im: im.crop((0, 0, 120, 120)),  # one block row and column off the far edges
+        lambda im: im.resize((64, 64), Image.BICUBIC),
+    ],
+    ids=["crop corner", "crop centre", "crop one block", "resize 50%"],
+)
+def test_the_mark_survives_no_crop_or_resize_even_on_the_block_grid(edit):
+    """What docs/serving.md states: the pattern is drawn for the image's block-grid size, so
+    any edit that changes the size changes the pattern; the edited images score like
+    unmarked ones. (The JPEG q75 survival beside it is measured in benchmarks/.)"""
+    marked = [embed_watermark(image) for image in images(8)]
+    assert all(detect_watermark(m)[0] for m in marked)
+    scores = [watermark_score(edit(m)) for m in marked]
+    assert max(scores) < THRESHOLD and abs(np.mean(scores)) < 2.0

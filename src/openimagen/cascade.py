@@ -42,7 +42,12 @@ from openimagen.diffusion import (
     randn_per_sample,
     uniform_timesteps,
 )
-from openimagen.errors import ConfigError, InvalidArgumentError, ModelDirectoryError
+from openimagen.errors import (
+    ConfigError,
+    InvalidArgumentError,
+    ModelDirectoryError,
+    NonFiniteOutputError,
+)
 from openimagen.fileio import (
     atomic_save_file,
     atomic_write_json,
@@ -51,6 +56,7 @@ from openimagen.fileio import (
 )
 from openimagen.models.unet import EfficientUNet, UNetConfig
 from openimagen.text import TextEncoder, load_text_encoder
+from openimagen.text.encoder import check_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -248,8 +254,14 @@ class Stage:
         *,
         lowres: torch.Tensor | None = None,
         progress: ProgressFn | None = None,
+        name: str | None = None,
     ) -> torch.Tensor:
-        """Draw one image per row of ``text_embeds``; returns [B, 3, R, R] in [-1, 1]."""
+        """Draw one image per row of ``text_embeds``; returns [B, 3, R, R] in [-1, 1].
+
+        Raises :class:`NonFiniteOutputError` (naming the stage as ``name``) when a sample
+        holds NaN or infinite values, which clamping to [-1, 1] would otherwise turn into a
+        plausible-looking black or white image.
+        """
         batch = text_embeds.shape[0]
         device = text_embeds.device
         size = self.config.resolution
@@ -292,6 +304,16 @@ class Stage:
             cond=cond,
             **extra,
         )
+        bad = ~torch.isfinite(x0).flatten(1).all(dim=1)  # [B]
+        if bool(bad.any()):
+            seeds = [g.initial_seed() for g, b in zip(generators, bad.tolist(), strict=True) if b]
+            kind = "super-resolution" if self.is_super_resolution else "base"
+            raise NonFiniteOutputError(
+                f"{name or 'the stage'} ({kind}, {size}x{size}) produced values that are not "
+                f"finite (NaN or inf) for seeds {seeds}: its weights may be damaged (check them "
+                "with torch.isfinite) or the sampling settings unstable (try precision 'fp32' "
+                "or a lower guidance weight)"
+            )
         return x0.clamp(-1.0, 1.0)
 
 
@@ -369,15 +391,23 @@ class Cascade:
             raise InvalidArgumentError(
                 "seeds", f"{len(seeds)} seeds", f"one per prompt ({len(prompts)})"
             )
-        for prompt in prompts:
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise InvalidArgumentError("prompt", prompt, "a non-empty string")
+        for i, prompt in enumerate(prompts):
+            check_prompt(prompt, f"prompts[{i}]")
         sampling = list(sampling) if sampling is not None else self.sampling
         if len(sampling) != len(self.stages):
             raise InvalidArgumentError(
                 "sampling", f"{len(sampling)} entries", f"{len(self.stages)}"
             )
-        stages = self.stages[: num_stages or len(self.stages)]
+        count = len(self.stages)
+        if num_stages is not None and (
+            isinstance(num_stages, bool) or not isinstance(num_stages, int)
+            or not 1 <= num_stages <= count
+        ):  # fmt: skip
+            raise InvalidArgumentError(
+                "num_stages", num_stages, f"None (all) or an integer from 1 to {count}",
+                f"This model has {count} stage{'s' if count > 1 else ''}.",
+            )  # fmt: skip
+        stages = self.stages[: num_stages or count]
 
         text_embeds, text_mask = self.encode(prompts)
         # One generator per image, kept across stages: image i depends only on seed i.
@@ -385,15 +415,16 @@ class Cascade:
         total = sum(s.steps for s in sampling[: len(stages)])
         done = 0
         image = None
-        for stage, settings in zip(stages, sampling, strict=False):
+        for index, (stage, settings) in enumerate(zip(stages, sampling, strict=False)):
 
             def stage_progress(step: int, steps: int, _offset: int = done) -> None:
                 if progress is not None:
                     progress(_offset + step + 1, total)
 
             image = stage.sample(
-                text_embeds, text_mask, generators, settings, lowres=image, progress=stage_progress
-            )
+                text_embeds, text_mask, generators, settings, lowres=image,
+                progress=stage_progress, name=f"stage {index}",
+            )  # fmt: skip
             done += settings.steps
         return image
 
@@ -559,6 +590,12 @@ def load_stage_weights(config: StageConfig, stage_dir: Path) -> Stage:
             raise ModelDirectoryError(
                 f"{path}: tensor {name} has shape {tuple(tensor.shape)}, the config needs "
                 f"{tuple(expected[name].shape)}"
+            )
+        # NaN weights would sample a black image without any error
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelDirectoryError(
+                f"{path}: tensor {name} holds values that are not finite (NaN or inf); the "
+                "weights are damaged: export the stage again from an intact checkpoint"
             )
     # weights may be stored in fp16 (bundled model); compute in the module's own dtype
     stage.unet.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})

@@ -70,9 +70,19 @@ def _sampling_overrides(args: argparse.Namespace) -> dict:
     }
 
 
+def _print_path(path: Path) -> None:
+    """Print a path; one whose name is not valid UTF-8 is printed as its raw bytes."""
+    try:
+        print(path)
+    except UnicodeEncodeError:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(os.fsencode(path) + b"\n")
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
-    if not args.prompt.strip():
-        raise InvalidArgumentError("PROMPT", args.prompt, "a non-empty prompt")
+    from openimagen.text.encoder import check_prompt
+
+    check_prompt(args.prompt, "PROMPT")
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise InvalidArgumentError("--out", str(out), "a file name ending in .png")
@@ -81,7 +91,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     import openimagen
     from openimagen.cascade import SamplingConfig
-    from openimagen.images import save_images
+    from openimagen.images import check_output_paths, output_paths, save_images
     from openimagen.policy import enforce_policy
 
     enforce_policy(args.prompt, args.policy)
@@ -92,6 +102,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         from openimagen.cascade import read_cascade_config
 
         config = read_cascade_config(model_dir)
+        _check_stages(args.stages, len(config.stages))
         resolved = [e.sampling.replace(**overrides).to_dict() for e in config.stages]
         print(
             json.dumps(
@@ -110,7 +121,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    paths = output_paths(out, args.num_images)
+    check_output_paths(
+        paths,
+        overwrite=args.overwrite,
+        name="--out",
+        value=str(out),
+        overwrite_hint="pass --overwrite to replace it, or choose another --out",
+    )
     cascade = openimagen.load(model_dir, device=args.device)
+    _check_stages(args.stages, len(cascade.stages))
     sampling = [s.replace(**overrides) for s in cascade.sampling]
     seeds = [args.seed + i for i in range(args.num_images)]
     with tqdm(
@@ -141,9 +161,27 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         }
         for seed in seeds
     ]
-    for path in save_images(images, out, meta):
-        print(path)
+    try:
+        written = save_images(images, out, meta, overwrite=args.overwrite)
+    except FileExistsError as exc:  # created by someone else while we sampled
+        raise InvalidArgumentError(
+            "--out", str(out), "a path where no file exists yet",
+            f"{exc.filename} appeared while sampling; nothing was written. Pass --overwrite "
+            "to replace it, or choose another --out.",
+        ) from None  # fmt: skip
+    except OSError as exc:
+        count = f"none of the {len(paths)} files was" if len(paths) > 1 else "it was not"
+        raise OSError(exc.errno, f"{exc.strerror or exc}; {count} written", str(out)) from exc
+    for path in written:
+        _print_path(path)
     return 0
+
+
+def _check_stages(stages: int | None, count: int) -> None:
+    if stages is not None and stages > count:
+        raise InvalidArgumentError(
+            "--stages", stages, f"an integer from 1 to {count} (the stages of this model)"
+        )
 
 
 # -- encode-text -----------------------------------------------------------------------------
@@ -199,6 +237,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "stage_config": result.stage_config.to_dict(),
         }
         print(json.dumps(resolved, indent=2))
+        return 0
+    if result.checkpoint is None and result.resumed_from is not None:  # nothing left to do
+        print(
+            f"already at step {result.step} of {result.config.train.steps}, nothing to train; "
+            f"checkpoint: {result.resumed_from}"
+        )
         return 0
     print(f"trained to step {result.step}; checkpoint: {result.checkpoint}")
     return 0
@@ -389,6 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy", metavar="FILE", default=None, help="prompt block list (docs/serving.md)"
     )
     gen.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    gen.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing output files (default: refuse, before sampling)",
+    )
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.add_argument(
         "--dry-run",

@@ -51,6 +51,10 @@ class ModelDirectoryError(OpenImagenError):
     """A model directory or checkpoint is missing, unreadable, foreign or inconsistent."""
 
 
+class NonFiniteOutputError(OpenImagenError, ArithmeticError):
+    """A model produced NaN or infinite values: damaged weights or unstable settings."""
+
+
 def _short_repr(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -7,11 +7,12 @@ one, never a half-written one, because ``os.replace`` is atomic on POSIX and Win
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,6 +53,99 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             os.unlink(tmp_name)
         raise
     _fsync_directory(path.parent)
+
+
+def atomic_write_files(
+    files: Mapping[str | os.PathLike, bytes], *, overwrite: bool = False
+) -> list[Path]:
+    """Write several files all or nothing; returns their paths in order.
+
+    Every file is first written to a temporary file beside its target and fsynced; only then
+    are they renamed into place. If any write or rename fails, the files already placed are
+    removed (or, with ``overwrite``, the files they replaced are put back) and the temporary
+    files deleted, so the targets are as they were. Without ``overwrite`` an existing target
+    raises :class:`FileExistsError` before anything is written; with it, a replaced file
+    exists throughout (``os.replace``), never missing or half-written.
+    """
+    targets = [Path(p) for p in files]
+    if not overwrite:
+        for target in targets:
+            if os.path.lexists(target):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
+    temps: list[Path] = []
+    placed: list[tuple[Path, Path | None]] = []  # (target, backup of the file it replaced)
+    try:
+        for target, data in zip(targets, files.values(), strict=True):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            temps.append(Path(name))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fchmod(handle.fileno(), 0o666 & ~_umask())
+                os.fsync(handle.fileno())
+        for tmp, target in zip(temps, targets, strict=True):
+            if not overwrite:
+                _link_new(tmp, target)
+                placed.append((target, None))
+                continue
+            backup = _backup(target)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                if backup is not None:
+                    backup.unlink()
+                raise
+            placed.append((target, backup))
+    except BaseException:
+        for target, backup in reversed(placed):
+            with contextlib.suppress(OSError):
+                if backup is None:
+                    os.unlink(target)
+                else:
+                    os.replace(backup, target)
+        for tmp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+    for _, backup in placed:
+        if backup is not None:
+            with contextlib.suppress(OSError):
+                backup.unlink()
+    for directory in dict.fromkeys(t.parent for t in targets):
+        _fsync_directory(directory)
+    return targets
+
+
+def _link_new(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target``, failing with FileExistsError if ``target`` appeared meanwhile."""
+    try:
+        os.link(tmp, target)  # atomic and never replaces an existing file
+    except FileExistsError:
+        raise
+    except OSError:  # a filesystem without hard links: check, then rename
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target)) from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
+
+
+def _backup(target: Path) -> Path | None:
+    """A hidden copy of an existing ``target`` (a hard link where possible), or None."""
+    if not os.path.lexists(target):
+        return None
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
+    os.close(fd)
+    backup = Path(name)
+    try:
+        os.unlink(backup)
+        os.link(target, backup)
+    except OSError:
+        shutil.copy2(target, backup)
+    return backup
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -19,7 +19,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from openimagen.errors import InvalidArgumentError
-from openimagen.fileio import atomic_write
+from openimagen.fileio import atomic_write, atomic_write_files
 from openimagen.watermark import METHOD, embed_watermark, is_markable
 
 # PNG tEXt key that marks a file as made by a generative model (read back by tests/tools).
@@ -68,21 +68,53 @@ def png_bytes(
     The chunks are ``ai_generated=true``, ``watermark`` (the method's name, only when the
     mark was embedded: images below :data:`openimagen.watermark.MIN_SIZE` are too small to
     carry it) and every ``metadata`` item, non-strings as JSON. Text outside Latin-1 is
-    written as iTXt (UTF-8) by Pillow, so any prompt survives.
+    written as iTXt (UTF-8) by Pillow, so any prompt survives; text a PNG chunk cannot hold
+    (NUL, lone surrogates, a malformed keyword) raises :class:`InvalidArgumentError`.
     """
     pil = image if isinstance(image, Image.Image) else to_pil(image)
     marked = watermark and is_markable(pil)
+    chunks = {AI_GENERATED_KEY: "true", **({"watermark": METHOD} if marked else {})}
+    for key, value in (metadata or {}).items():
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        chunks[_check_keyword(key)] = _check_chunk_text(key, text)
     if marked:
         pil = embed_watermark(pil)
     info = PngImagePlugin.PngInfo()
-    info.add_text(AI_GENERATED_KEY, "true")
-    if marked:
-        info.add_text("watermark", METHOD)
-    for key, value in (metadata or {}).items():
-        info.add_text(key, value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+    for key, text in chunks.items():
+        info.add_text(key, text)
     buffer = io.BytesIO()
     pil.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
+
+
+def _check_keyword(key: object) -> str:
+    # PNG spec, sec. 11.3.4.2: 1 to 79 printable Latin-1 characters, no leading/trailing space
+    if (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= 79
+        or not key.isprintable()
+        or key != key.strip()
+        or max(map(ord, key)) > 255
+    ):
+        raise InvalidArgumentError(
+            "metadata key", key, "a PNG text keyword: 1 to 79 printable Latin-1 characters"
+        )
+    return key
+
+
+def _check_chunk_text(key: str, text: str) -> str:
+    name = f"metadata[{key!r}]"
+    if "\x00" in text:
+        raise InvalidArgumentError(
+            name, text, "text without NUL characters (the PNG format forbids them in text chunks)"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgumentError(
+            name, text, f"valid Unicode text (character {exc.start} is a lone surrogate)"
+        ) from None
+    return text
 
 
 def save_png(
@@ -126,15 +158,71 @@ def save_images(
     *,
     grid: bool = True,
     watermark: bool = True,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Save [N, 3, H, W] images as numbered PNGs (plus a grid when N > 1), all marked."""
-    paths = numbered_paths(out, images.shape[0])
-    written = [
-        save_png(img, p, meta, watermark=watermark)
-        for img, p, meta in zip(images, paths, metadata, strict=True)
+    """Save [N, 3, H, W] images as numbered PNGs (plus a grid when N > 1), all marked.
+
+    All or nothing (:func:`openimagen.fileio.atomic_write_files`): a failure leaves none of
+    the files. An existing file raises :class:`FileExistsError` unless ``overwrite``.
+    """
+    paths = output_paths(out, images.shape[0], grid=grid)
+    data = [
+        png_bytes(img, meta, watermark=watermark)
+        for img, meta in zip(images, metadata, strict=True)
     ]
-    if grid and images.shape[0] > 1:
+    if len(paths) > len(data):
         shared = {k: v for k, v in metadata[0].items() if k not in ("seed",)}
         shared["seeds"] = [m.get("seed") for m in metadata]
-        written.append(save_png(make_grid(images), grid_path(out), shared, watermark=watermark))
-    return written
+        data.append(png_bytes(make_grid(images), shared, watermark=watermark))
+    return atomic_write_files(dict(zip(paths, data, strict=True)), overwrite=overwrite)
+
+
+def check_output_paths(
+    paths: Sequence[str | os.PathLike],
+    *,
+    overwrite: bool = False,
+    name: str = "out",
+    value: str | None = None,
+    overwrite_hint: str = "pass overwrite=True to replace it",
+) -> None:
+    """Refuse, before any work, output files that :func:`save_images` could not write.
+
+    Raises :class:`InvalidArgumentError` (naming ``name`` = ``value``) when a path is a
+    directory, exists (unless ``overwrite``), or lies where no file can be created: the
+    nearest existing ancestor must be a directory this process can create files in (the
+    missing directories below it are made when the files are written).
+    """
+    import tempfile
+
+    paths = [Path(p) for p in paths]
+    shown = value if value is not None else str(paths[0])
+    for path in paths:
+        if path.is_dir():
+            raise InvalidArgumentError(name, shown, "a file path", f"{path} is a directory.")
+        if os.path.lexists(path) and not overwrite:
+            raise InvalidArgumentError(
+                name, shown, "a path where no file exists yet", f"{path} exists; {overwrite_hint}."
+            )
+    for parent in dict.fromkeys(p.absolute().parent for p in paths):
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise InvalidArgumentError(
+                name, shown, "a path inside a directory", f"{parent} is not a directory."
+            )
+        try:
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+        except OSError as exc:
+            raise InvalidArgumentError(
+                name,
+                shown,
+                "a path in a writable directory",
+                f"cannot create files in {parent} ({exc.strerror or exc}).",
+            ) from None
+
+
+def output_paths(out: str | os.PathLike, count: int, *, grid: bool = True) -> list[Path]:
+    """Every file :func:`save_images` writes for ``count`` images: numbered, then the grid."""
+    paths = numbered_paths(out, count)
+    return paths + [grid_path(out)] if grid and count > 1 else paths

@@ -24,9 +24,10 @@ coefficients (18 per block). An image is called marked when ``z >= THRESHOLD``; 
 threshold 5 is 5 standard deviations of the null distribution (one-sided Gaussian tail
 2.9e-7; the null scores are measured in benchmarks/watermark_rates.py, see docs/serving.md).
 
-What it survives: lossless re-encoding, JPEG (measured at quality 90), small colour changes.
-What it does not survive: resizing, cropping by a non-multiple of 8, rotation (the block grid
-moves). Minimum size: 32x32 (16 blocks); smaller images are not marked (``embed`` returns them
+What it survives: lossless re-encoding, JPEG (measured down to quality 75), small colour
+changes. What it does not survive: any crop or resize, even one on the 8x8 block grid (the
+pattern is drawn for the grid's size, so another size means another pattern), rotation,
+mirroring (measured in benchmarks/watermark_rates.py, see docs/serving.md). Minimum size: 32x32 (16 blocks); smaller images are not marked (``embed`` returns them
 unchanged with a logged warning, ``detect`` reports (False, 0.0)).
 """
 

@@ -159,6 +159,18 @@ ERRORS = [
      "Host"),
     ("policy", b'{"prompt": "a FORBIDDEN   thing, please"}', {}, 400, "content_policy_violation",
      "prompt"),
+    # text the tokenizer or a PNG chunk cannot take: refused before it reaches a batch
+    ("lone surrogate", b'{"prompt": "a \\udcff circle"}', {}, 400, "invalid_value", "prompt"),
+    ("NUL in prompt", b'{"prompt": "a red\\u0000circle"}', {}, 400, "invalid_value", "prompt"),
+    ("escape in prompt", b'{"prompt": "a \\u001b[2J circle"}', {}, 400, "invalid_value",
+     "prompt"),
+    ("surrogate field name", b'{"prompt": "x", "\\udcff": 1}', {}, 400, "unknown_parameter",
+     "\\udcff"),
+    # nesting deep enough to exhaust the parser's recursion, or merely deeper than any request
+    ("deep nesting", b"[" * 4000, {}, 400, "invalid_json", None),
+    ("deep nesting in a field", b'{"prompt": ' + b"[" * 4000, {}, 400, "invalid_json", None),
+    ("nested value", b'{"prompt": ' + b"[" * 40 + b"]" * 40 + b"}", {}, 400, "invalid_json",
+     None),
 ]  # fmt: skip
 
 

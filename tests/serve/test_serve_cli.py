@@ -88,3 +88,36 @@ def test_serve_bad_input_raises_before_serving(tmp_path):
         run(["serve", "--model", str(tmp_path), "--policy", str(tmp_path / "nope.txt")])
     with pytest.raises(ModelDirectoryError):
         run(["serve", "--model", str(tmp_path / "no-model"), "--device", "cpu"])
+
+
+@pytest.mark.parametrize("blank", [" ", "\t\n"])
+def test_a_blank_api_key_is_refused_not_taken_as_no_key(blank, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENIMAGEN_API_KEY", blank)
+    with pytest.raises(InvalidArgumentError, match="OPENIMAGEN_API_KEY") as info:
+        run(["serve", "--model", str(tmp_path / "no-model"), "--device", "cpu"])
+    assert "unset" in str(info.value)
+
+
+def test_verify_shows_control_characters_in_chunks_escaped(tmp_path, capsys):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", "a red circle\x1b]0;owned\x07\x1b[2J\r\nseed: 99")
+    info.add_text("evil\x1b[31m", "\x9b6n")
+    path = tmp_path / "crafted\x1b[1m.png"
+    textured().save(path, pnginfo=info)
+    assert run(["verify", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert not any(c in out for c in "\x1b\x07\r\x9b")
+    lines = out.splitlines()
+    assert lines[0].startswith(str(tmp_path / "crafted\\x1b[1m.png") + ": no openimagen")
+    assert r"  prompt: a red circle\x1b]0;owned\x07\x1b[2J\r\nseed: 99" in lines
+    assert r"  evil\x1b[31m: \x9b6n" in lines
+
+
+def test_verify_error_for_an_unreadable_crafted_name_is_escaped(tmp_path):
+    path = tmp_path / "bad\x1b[2J.png"
+    path.write_bytes(b"not an image")
+    with pytest.raises(InvalidArgumentError) as info:
+        run(["verify", str(path)])
+    assert "\x1b" not in str(info.value) and r"bad\x1b[2J.png" in str(info.value)

@@ -72,3 +72,33 @@ def test_process_stops_cleanly_on_ctrl_c(server):
     assert "Traceback" not in output
     with pytest.raises(httpx.HTTPError):
         httpx.get(url + "/healthz", timeout=2)
+
+
+def test_process_bound_to_another_loopback_address_answers(minilm, tmp_path):
+    model_dir = tiny_cascade(minilm, base_res=16, sr_res=32).save(tmp_path / "tiny")
+    port = free_port()
+    env = dict(os.environ, OPENIMAGEN_API_KEY="", HF_HUB_OFFLINE="1")
+    command = [sys.executable, "-m", "openimagen.serve", "--model", str(model_dir),
+               "--host", "127.0.0.2", "--port", str(port), "--device", "cpu"]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.2:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None, process.stdout.read().decode()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        assert health.status_code == 200, health.text
+        body = {"prompt": "a red circle", "response_format": "b64_json", "seed": 1}
+        ok = httpx.post(url + "/v1/images/generations", json=body, timeout=60)
+        assert ok.status_code == 200 and ok.json()["data"][0]["seed"] == 1
+        # the DNS-rebinding guard still holds: other names are refused
+        rebound = httpx.get(url + "/healthz", headers={"Host": f"evil.example:{port}"})
+        assert rebound.status_code == 400 and rebound.json()["error"]["code"] == "invalid_host"
+    finally:
+        process.kill()
+        process.wait(10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import threading
 import time
 
@@ -53,9 +54,12 @@ def wait_for(predicate, timeout=30.0):
 def post_in_thread(url, body, results, key, request_id=None):
     headers = {"X-Request-Id": request_id} if request_id else {}
 
+    # json.dumps escapes non-ASCII, so hostile text such as a lone surrogate can be sent
+    headers["Content-Type"] = "application/json"
+
     def run():
-        results[key] = httpx.post(url + "/v1/images/generations", json=body, headers=headers,
-                                  timeout=120)  # fmt: skip
+        results[key] = httpx.post(url + "/v1/images/generations", content=json.dumps(body),
+                                  headers=headers, timeout=120)  # fmt: skip
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -151,3 +155,72 @@ def test_a_queued_request_whose_client_leaves_is_dropped(cascade):
             a.join(60)
     assert results["a"].status_code == 200
     assert gated.batches == [[1]]  # seed 2 was never sampled
+
+
+class FaultyCascade(GatedCascade):
+    """Fails any batch holding a prompt with 'poison' (bad input) or 'crash' (our bug)."""
+
+    def generate(self, prompts, seeds, **kwargs):
+        from openimagen.errors import InvalidArgumentError
+
+        self.batches.append(list(seeds))
+        assert self.gate.wait(60), "test gate never opened"
+        if any("poison" in p for p in prompts):
+            raise InvalidArgumentError("prompts[0]", "poison", "a prompt this model can draw")
+        if any("crash" in p for p in prompts):
+            raise RuntimeError("a bug in the model code")
+        return self.inner.generate(prompts, seeds, **kwargs)
+
+
+def _fill_one_batch(server, cascade, bodies):
+    """Send bodies[0] (it runs, held at the gate), queue the others behind it, open the gate."""
+    results: dict = {}
+    threads = [post_in_thread(server.url, bodies[0], results, 0)]
+    wait_for(lambda: len(cascade.batches) == 1)
+    queued = 0
+    for i, body in enumerate(bodies[1:], 1):
+        threads.append(post_in_thread(server.url, body, results, i))
+        # queued behind the first, or answered at once (refused before it was queued)
+        wait_for(lambda i=i, q=queued: server_waiting(server) == q + 1 or i in results)
+        queued += i not in results
+    cascade.gate.set()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def test_a_prompt_the_tokenizer_cannot_take_fails_alone(cascade):
+    gated = GatedCascade(cascade)
+    settings = ServeSettings(max_queue=8, max_batch_images=8, watermark=False)
+    base = {"prompt": "a blue square", "response_format": "b64_json"}
+    with ServerThread(create_app(gated, settings)) as server:
+        results = _fill_one_batch(server, gated, [
+            dict(base, seed=0), dict(base, seed=10), dict(base, prompt="a \udcff", seed=20),
+            dict(base, seed=30),
+        ])  # fmt: skip
+    assert [results[i].status_code for i in range(4)] == [200, 200, 400, 200]
+    assert results[2].json()["error"]["param"] == "prompt"
+    assert gated.batches == [[0], [10, 30]]  # the bad request never reached the model
+
+
+def test_a_request_that_fails_in_the_model_fails_alone_and_its_batch_mates_succeed(cascade):
+    faulty = FaultyCascade(cascade)
+    settings = ServeSettings(max_queue=8, max_batch_images=8, watermark=False)
+    base = {"prompt": "a blue square", "response_format": "b64_json"}
+    with ServerThread(create_app(faulty, settings)) as server:
+        results = _fill_one_batch(server, faulty, [
+            dict(base, seed=0), dict(base, seed=10), dict(base, prompt="poison", seed=20),
+            dict(base, prompt="crash", seed=30), dict(base, seed=40, n=2),
+        ])  # fmt: skip
+        assert httpx.get(server.url + "/healthz").status_code == 200
+    codes = [results[i].status_code for i in range(5)]
+    assert codes == [200, 200, 400, 500, 200]
+    bad, bug = results[2].json()["error"], results[3].json()["error"]
+    assert (bad["code"], bad["param"]) == ("invalid_value", "prompt") and "poison" in bad["message"]
+    assert bug["type"] == "server_error" and "a bug" not in bug["message"]  # no internals sent
+    # the batch failed, then every request ran alone: only the failing ones failed
+    assert faulty.batches == [[0], [10, 20, 30, 40, 41], [10], [20], [30], [40, 41]]
+    alone = np.asarray(to_pil(cascade.generate(["a blue square"], [41])[0]), np.int16)
+    got = results[4].json()["data"][1]["b64_json"]
+    got = np.asarray(Image.open(io.BytesIO(base64.b64decode(got))).convert("RGB"), np.int16)
+    assert np.abs(got - alone).max() <= 1

@@ -61,3 +61,8 @@ def test_loads_without_any_network(monkeypatch):
 def test_max_length_beyond_position_embeddings_is_refused():
     with pytest.raises(InvalidArgumentError, match=r"max_length=513.*at most 512"):
         load_text_encoder("minilm", max_length=513)
+
+
+def test_a_lone_surrogate_is_a_clear_error_not_a_tokenizer_crash(minilm):
+    with pytest.raises(InvalidArgumentError, match=r"texts\[1\].*\\udcff"):
+        minilm.encode(["a red circle", "a \udcff circle"])

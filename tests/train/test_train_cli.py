@@ -78,3 +78,15 @@ def test_train_then_export_fp16_gives_a_loadable_cascade(tmp_path, capsys, minil
     code, _, err = run(["export", str(run_dir), str(other)], capsys)
     assert code == 2 and err.count("\n") == 1 and "cascade.json" in err
     assert sorted(p.name for p in other.iterdir()) == ["keep.txt"]
+
+
+def test_resuming_a_finished_run_names_its_checkpoint(tmp_path, capsys):
+    config = write_toml(make_config(train={"steps": 2, "checkpoint_every": 2}), tmp_path / "c.toml")
+    run_dir = tmp_path / "run"
+    code, out, _ = run(["train", str(config), "--output", str(run_dir)], capsys)
+    assert code == 0
+    checkpoint = run_dir / "checkpoints" / "step_00000002"
+    assert out.strip() == f"trained to step 2; checkpoint: {checkpoint}"
+    code, out, _ = run(["train", str(config), "--output", str(run_dir), "--resume", "auto"], capsys)
+    assert code == 0 and "None" not in out
+    assert out.strip() == f"already at step 2 of 2, nothing to train; checkpoint: {checkpoint}"

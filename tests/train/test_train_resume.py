@@ -161,3 +161,34 @@ def test_a_checkpoint_from_before_a_defaulted_field_was_added_still_resumes(refe
     assert from_old.resumed_from == old
     assert from_old.losses == pytest.approx(from_pristine.losses, abs=0, rel=0)
     assert len(from_old.losses) == 2
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda state: state.pop("files"),
+        lambda state: state["files"].pop("model.safetensors"),
+        lambda state: state["files"]["ema.safetensors"].pop("sha256"),
+        lambda state: state.update(files={"../model.safetensors": {"size": 1, "sha256": "0"}}),
+        lambda state: state.pop("scheduler"),
+        lambda state: state.update(step="24"),
+    ],
+    ids=["no files", "a file unlisted", "no sha256", "path outside", "no scheduler", "step text"],
+)
+def test_a_state_json_that_does_not_describe_the_checkpoint_is_damaged(reference, tmp_path,
+                                                                         damage):  # fmt: skip
+    expected, ref_out = reference
+    out = tmp_path / "run"
+    shutil.copytree(ref_out, out)
+    root = out / "checkpoints"
+    newest = list_checkpoints(root)[-1]  # step 24
+    state = json.loads((newest / "state.json").read_text())
+    damage(state)
+    (newest / "state.json").write_text(json.dumps(state))
+
+    with pytest.raises(ModelDirectoryError, match="damaged"):
+        run_training(make_config(train={"steps": 28}), out, resume=newest)
+    # "auto" falls back to the previous intact checkpoint (step 20)
+    result = run_training(make_config(train={"steps": 22}), out, resume="auto")
+    assert result.resumed_from == root / "step_00000020"
+    assert result.losses[0] == pytest.approx(expected[20], abs=1e-6)

@@ -9,8 +9,8 @@ chunks (which name the model); the pixels, watermark included, are unchanged.
 Endpoints: ``GET /`` (the page), ``GET /api/info``, ``GET /api/next?rater=``,
 ``POST /api/vote``, ``POST /api/undo``, ``GET /images/<token>.png``, and the results:
 ``GET /results`` (tables and plot), ``/results.json``, ``/results.csv``, ``/votes.csv``.
-The server is ``serve``'s: the same Host check (:class:`openimagen.serve.app.GuardMiddleware`),
-JSON-only bodies under the same size limit (:func:`openimagen.serve.app.read_json_body`), the
+The server is ``serve``'s: the same Host check (:class:`openimagen.serve.http.GuardMiddleware`),
+JSON-only bodies under the same size and depth limits (:func:`openimagen.serve.http.read_json_body`), the
 same page security headers, bound to 127.0.0.1 unless told otherwise.
 """
 
@@ -38,13 +38,8 @@ from openimagen.eval.votes import (
     check_rater,
     rater_order,
 )
-from openimagen.serve.app import (
-    PAGE_SECURITY_HEADERS,
-    APIError,
-    GuardMiddleware,
-    error_response,
-    read_json_body,
-)
+from openimagen.serve.app import PAGE_SECURITY_HEADERS
+from openimagen.serve.http import APIError, GuardMiddleware, error_response, read_json_body
 from openimagen.serve.settings import ServeSettings
 
 logger = logging.getLogger(__name__)

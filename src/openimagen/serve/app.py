@@ -18,9 +18,7 @@ import asyncio
 import base64
 import contextlib
 import importlib.resources
-import json
 import logging
-import math
 import re
 import secrets
 import time
@@ -33,10 +31,21 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import openimagen
+from openimagen.errors import OpenImagenError
 from openimagen.policy import PromptPolicy
 from openimagen.serve.files import ImageStore, png_bytes
+from openimagen.serve.http import (
+    APIError,
+    GuardMiddleware,
+    error_response,
+    invalid_value,
+    is_int,
+    is_number,
+    read_json_body,
+)
 from openimagen.serve.settings import ServeSettings
 from openimagen.serve.worker import GenerationWorker, Job, QueueFullError
+from openimagen.text.encoder import check_prompt
 from openimagen.watermark import METHOD as WATERMARK_METHOD
 
 logger = logging.getLogger(__name__)
@@ -66,150 +75,6 @@ PAGE_SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-
-
-class APIError(Exception):
-    """An error answered as ``{"error": {...}}`` with an HTTP status."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(message)
-        self.status, self.message, self.type = status, message, type
-        self.param, self.code, self.headers = param, code, headers
-
-
-def error_response(exc: APIError) -> JSONResponse:
-    body = {
-        "error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
-    }
-    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
-
-
-def _invalid(param: str, value: Any, allowed: str, code: str = "invalid_value") -> APIError:
-    shown = json.dumps(value) if not isinstance(value, str) else repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return APIError(
-        400, f"{param}={shown} is not valid: expected {allowed}.", param=param, code=code
-    )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
-
-
-def _hostname(host_header: str) -> str:
-    """The host name of a Host header: 'example.com:8000' -> 'example.com', '[::1]:80' -> '::1'."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-class GuardMiddleware:
-    """Host check (DNS rebinding) and the optional Bearer key, before any route runs.
-
-    A plain ASGI middleware (not Starlette's BaseHTTPMiddleware), so handlers still see the
-    client's disconnect.
-    """
-
-    def __init__(self, app: Any, settings: ServeSettings):
-        self.app = app
-        self.settings = settings
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            error = self.check(scope["path"], headers)
-            if error is not None:
-                await error_response(error)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    def check(self, path: str, headers: dict[str, str]) -> APIError | None:
-        settings = self.settings
-        # DNS rebinding: a web page on evil.example whose name resolves to 127.0.0.1 would be
-        # "same origin" with this server; only accept the host names we are meant to serve.
-        if settings.allowed_hosts is not None:
-            hostname = _hostname(headers.get("host", ""))
-            if hostname not in settings.allowed_hosts:
-                return APIError(
-                    400,
-                    f"Host {hostname!r} is not served here (allowed: "
-                    f"{', '.join(settings.allowed_hosts)})",
-                    param="Host",
-                    code="invalid_host",
-                )
-        # image files are capability URLs (unguessable ids), fetched by <img> tags and clients
-        # that do not send headers; the page, health and static files are public.
-        needs_key = path.startswith("/v1/") and not path.startswith("/v1/images/files/")
-        if settings.api_key is None or not needs_key:
-            return None
-        header = headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and secrets.compare_digest(
-            token.strip().encode(), settings.api_key.encode()
-        ):
-            return None
-        what = "No API key provided" if not header else "Incorrect API key provided"
-        return APIError(
-            401,
-            f"{what}. Send the header 'Authorization: Bearer <key>' with the key the server "
-            "was started with.",
-            code="invalid_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-
-async def read_json_body(request: Request, limit: int) -> Any:
-    """The JSON body of ``request``: ``application/json`` only, at most ``limit`` bytes.
-
-    Shared by every app of ours that takes a body (``serve``, ``rate``).
-    """
-    # JSON only: a cross-site form or text/plain POST from a web page cannot trigger work
-    # (a JSON content type makes browsers ask first, with a CORS preflight we never allow).
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise APIError(
-            415,
-            f"Content-Type {media_type or '(none)'!r} is not supported; send the body as "
-            "JSON with 'Content-Type: application/json'",
-            code="unsupported_media_type",
-        )
-    too_large = APIError(
-        413,
-        f"request body is larger than the server's limit of {limit} bytes",
-        code="request_too_large",
-    )
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():  # chunked uploads are counted as they arrive
-        body.extend(chunk)
-        if len(body) > limit:
-            raise too_large
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise APIError(
-            400,
-            f"the request body is not valid JSON ({exc}); send a JSON object such as "
-            '{"prompt": "a red circle"}',
-            code="invalid_json",
-        ) from exc
 
 
 # -- the app ---------------------------------------------------------------------------------
@@ -301,7 +166,7 @@ def create_app(
             )
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
-            raise _invalid(
+            raise invalid_value(
                 "prompt",
                 prompt,
                 "a non-empty string",
@@ -315,15 +180,19 @@ def create_app(
                 param="prompt",
                 code="string_above_max_length",
             )
+        try:
+            check_prompt(prompt, "prompt")
+        except OpenImagenError as exc:
+            raise APIError(400, str(exc), param="prompt", code="invalid_value") from None
         n = 1 if body.get("n") is None else body["n"]
-        if not _is_int(n) or not 1 <= n <= settings.max_n:
-            raise _invalid("n", n, f"an integer from 1 to {settings.max_n}")
+        if not is_int(n) or not 1 <= n <= settings.max_n:
+            raise invalid_value("n", n, f"an integer from 1 to {settings.max_n}")
         size = body.get("size")
         if size not in (None, "auto", *allowed_sizes):
-            raise _invalid("size", size, f"one of {allowed_sizes} (this model's resolution)")
+            raise invalid_value("size", size, f"one of {allowed_sizes} (this model's resolution)")
         response_format = body.get("response_format") or "url"
         if response_format not in ("url", "b64_json"):
-            raise _invalid("response_format", response_format, "'url' or 'b64_json'")
+            raise invalid_value("response_format", response_format, "'url' or 'b64_json'")
         model = body.get("model")
         if model is not None and model != model_id:
             raise APIError(
@@ -335,20 +204,22 @@ def create_app(
             )
         for name in ("quality", "style", "user"):
             if body.get(name) is not None and not isinstance(body[name], str):
-                raise _invalid(name, body[name], "a string")
+                raise invalid_value(name, body[name], "a string")
         if body.get("output_format") not in (None, "png"):
-            raise _invalid("output_format", body["output_format"], "'png' (the only format served)")
+            raise invalid_value(
+                "output_format", body["output_format"], "'png' (the only format served)"
+            )
         seed = body.get("seed")
         if seed is None:
             seed = secrets.randbelow(2**31)
-        elif not _is_int(seed) or not 0 <= seed <= MAX_SEED - n:
-            raise _invalid("seed", seed, f"an integer from 0 to {MAX_SEED - n}")
+        elif not is_int(seed) or not 0 <= seed <= MAX_SEED - n:
+            raise invalid_value("seed", seed, f"an integer from 0 to {MAX_SEED - n}")
         steps = body.get("steps")
-        if steps is not None and (not _is_int(steps) or not 1 <= steps <= settings.max_steps):
-            raise _invalid("steps", steps, f"an integer from 1 to {settings.max_steps}")
+        if steps is not None and (not is_int(steps) or not 1 <= steps <= settings.max_steps):
+            raise invalid_value("steps", steps, f"an integer from 1 to {settings.max_steps}")
         guidance = body.get("guidance_scale")
-        if guidance is not None and (not _is_number(guidance) or not 0 <= guidance <= MAX_GUIDANCE):
-            raise _invalid("guidance_scale", guidance, f"a number from 0 to {MAX_GUIDANCE:g}")
+        if guidance is not None and (not is_number(guidance) or not 0 <= guidance <= MAX_GUIDANCE):
+            raise invalid_value("guidance_scale", guidance, f"a number from 0 to {MAX_GUIDANCE:g}")
         changes: dict[str, Any] = {}
         if steps is not None:
             changes["steps"] = steps
@@ -381,7 +252,7 @@ def create_app(
             while True:
                 done, _ = await asyncio.wait({result}, timeout=DISCONNECT_POLL_S)
                 if done:
-                    return result.result()
+                    return _job_result(result)
                 if await request.is_disconnected() and worker.cancel(job):
                     logger.info("client went away; dropped its queued request")
                     raise APIError(400, "client disconnected", code="client_disconnected")
@@ -389,12 +260,28 @@ def create_app(
             worker.cancel(job)
             raise
 
+    def _job_result(result: asyncio.Future) -> list[bytes]:
+        try:
+            return result.result()
+        except OpenImagenError as exc:
+            if isinstance(exc, (ValueError, TypeError)):  # the model refused this input
+                name = getattr(exc, "name", "")
+                param = "prompt" if name.startswith("prompt") else None
+                raise APIError(400, str(exc), param=param, code="invalid_value") from None
+            raise APIError(  # e.g. non-finite output: the model's fault, not the request's
+                500,
+                "generation failed for this request (the model's output was unusable); see "
+                "the server log",
+                type="server_error",
+                code="generation_failed",
+            ) from None
+
     @app.post("/v1/images/generations")
     async def generations(request: Request) -> JSONResponse:
         params = parse_request(await read_json_body(request, settings.max_body_bytes))
         request_id = request.headers.get("x-request-id")
         if request_id is not None and not REQUEST_ID.match(request_id):
-            raise _invalid("X-Request-Id", request_id, "1 to 64 characters of A-Z a-z 0-9 _ -")
+            raise invalid_value("X-Request-Id", request_id, "1 to 64 characters of A-Z a-z 0-9 _ -")
         sampling_meta = [s.to_dict() for s in params["sampling"]]
         metadata = [
             {

@@ -50,7 +50,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--api-key-env",
         metavar="NAME",
         default=API_KEY_ENV,
-        help="environment variable holding the API key; unset or empty = no key required",
+        help="environment variable holding the API key; unset or empty = no key required, "
+        "only whitespace is refused",
     )
     parser.add_argument(
         "--max-queue",
@@ -127,13 +128,24 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _shown(text: str) -> str:
+    """``text`` safe to print to a terminal: every character that is not printable (control
+    characters such as ESC, line breaks, bidirectional overrides) written as its escape,
+    so a crafted file cannot send terminal commands or fake extra lines."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 def _describe(result: dict) -> list[str]:
     from openimagen.images import AI_GENERATED_KEY
     from openimagen.watermark import MIN_SIZE
 
     verdict = "watermarked" if result["marked"] else "no openimagen watermark found"
     lines = [
-        f"{result['path']}: {verdict} (score {result['score']:.2f}, "
+        f"{_shown(result['path'])}: {verdict} (score {result['score']:.2f}, "
         f"threshold {result['threshold']:g})"
     ]
     if not result["markable"]:
@@ -144,7 +156,7 @@ def _describe(result: dict) -> list[str]:
         ordered = ([AI_GENERATED_KEY] if flag is not None else []) + sorted(
             k for k in meta if k != AI_GENERATED_KEY
         )
-        lines += [f"  {key}: {meta[key]}" for key in ordered]
+        lines += [f"  {_shown(key)}: {_shown(meta[key])}" for key in ordered]
     else:
         lines.append("  no provenance text chunks")
     return lines
@@ -177,7 +189,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "IMAGE",
             names[0] if len(names) == 1 else names,
             "a readable image file (PNG, JPEG, WebP...)",
-            "; ".join(f"{name}: {reason}" for name, reason in unreadable.items()),
+            "; ".join(_shown(f"{name}: {reason}") for name, reason in unreadable.items()),
         )
     return 0 if all_marked else 1
 

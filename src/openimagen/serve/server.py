@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -31,23 +32,42 @@ def _is_loopback(host: str) -> bool:
 
 
 def settings_from_env(settings: ServeSettings | None, api_key_env: str | None) -> ServeSettings:
-    """``settings`` with ``api_key`` read from the environment variable ``api_key_env``."""
+    """``settings`` with ``api_key`` read from the environment variable ``api_key_env``.
+
+    Unset or empty: no key. Only whitespace is refused: it looks like a key but is none, and
+    taking it as "no key" would silently serve without authentication.
+    """
     settings = settings or ServeSettings()
     key = os.environ.get(api_key_env) if api_key_env else None
-    if key is not None and key.strip():
+    if key and not key.strip():
+        raise InvalidArgumentError(
+            f"the environment variable {api_key_env}",
+            key,
+            "an API key (not only whitespace)",
+            f"Set {api_key_env} to the key clients must send, or unset it (or set it empty) "
+            "to serve without a key.",
+        )
+    if key:
         settings = settings.replace(api_key=key.strip())
     return settings
 
 
 def settings_for_host(settings: ServeSettings, host: str) -> ServeSettings:
-    """The Host-header allow list for a server bound to ``host`` (``serve`` and ``rate``).
+    """The Host-header allow list for a server bound to ``host``.
 
-    Bound to loopback, the loopback names (DNS-rebinding guard); bound elsewhere, any name
-    (it is reached by names we cannot know).
+    Bound to a loopback address, the loopback names plus that address (127.0.0.2 is as much
+    this machine as 127.0.0.1); bound elsewhere, any name (we cannot know them all).
     """
-    if not _is_loopback(host) and settings.allowed_hosts == LOOPBACK_NAMES:
+    if settings.allowed_hosts != LOOPBACK_NAMES:
+        return settings  # chosen by the caller
+    if not _is_loopback(host):
         return settings.replace(allowed_hosts=None)
-    return settings
+    name = host.strip("[]").lower()
+    with contextlib.suppress(ValueError):
+        name = str(ipaddress.ip_address(name))  # as serve.http compares Host headers
+    if name in LOOPBACK_NAMES:
+        return settings
+    return settings.replace(allowed_hosts=(*LOOPBACK_NAMES, name))
 
 
 def run_server(

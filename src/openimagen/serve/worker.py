@@ -6,6 +6,10 @@ await its ``future``; when the queue is full ``submit`` raises :class:`QueueFull
 (the server answers 429). Jobs with the same sampling settings are sampled in one batch
 (up to ``max_batch_images`` images): the cascade makes image i depend only on its own
 prompt and seed, so batching never changes an image.
+
+One request never fails another: when a batch fails, each of its jobs is sampled again on
+its own, so only the jobs that fail alone get the error (and the others the very images
+the batch would have given them).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+from openimagen.errors import OpenImagenError
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +179,38 @@ class GenerationWorker:
     def _run_batch(self, batch: Sequence[Job]) -> None:
         for job in batch:
             job.state = "running"
+        start = time.perf_counter()
+        try:
+            results = self._generate(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail(batch[0], exc)
+                return
+            # Which job is at fault is unknown: sample each alone, so only that one fails.
+            logger.warning(
+                "a batch of %d requests failed (%s: %s); sampling each request alone",
+                len(batch),
+                type(exc).__name__,
+                exc,
+            )
+            for job in batch:
+                try:
+                    self._finish(job, self._generate([job])[0])
+                except Exception as alone:
+                    self._fail(job, alone)
+            return
+        self.batches_run += 1
+        logger.info(
+            "generated %d images in %d requests in %.2f s",
+            sum(job.size for job in batch),
+            len(batch),
+            time.perf_counter() - start,
+        )
+        for job, result in zip(batch, results, strict=True):
+            self._finish(job, result)
+
+    def _generate(self, batch: Sequence[Job]) -> list[list[bytes]]:
+        """Sample ``batch`` in one call to the cascade; each job's images as encoded bytes."""
         prompts = [p for job in batch for p in job.prompts]
         seeds = [s for job in batch for s in job.seeds]
 
@@ -180,34 +218,29 @@ class GenerationWorker:
             for job in batch:
                 job.done, job.total = done, total
 
-        start = time.perf_counter()
-        try:
-            images = self.cascade.generate(
-                prompts, seeds, sampling=list(batch[0].sampling), progress=progress
-            )  # [N, 3, R, R]
-            offset = 0
-            results = []
-            for job in batch:
-                chunk = images[offset : offset + job.size]
-                offset += job.size
-                results.append(
-                    [self.encode(img, meta) for img, meta in zip(chunk, job.metadata, strict=True)]
-                )
-        except Exception as exc:  # report to every waiting client, keep the worker alive
-            logger.exception("generation failed for a batch of %d images", len(prompts))
-            for job in batch:
-                job.state = "failed"
-                job.future.set_exception(exc)
-            return
-        self.batches_run += 1
-        self.images_made += len(prompts)
-        logger.info(
-            "generated %d images in %d requests in %.2f s",
-            len(prompts),
-            len(batch),
-            time.perf_counter() - start,
-        )
-        for job, result in zip(batch, results, strict=True):
-            job.state = "done"
-            job.done = job.total
-            job.future.set_result(result)
+        images = self.cascade.generate(
+            prompts, seeds, sampling=list(batch[0].sampling), progress=progress
+        )  # [N, 3, R, R]
+        offset = 0
+        results = []
+        for job in batch:
+            chunk = images[offset : offset + job.size]
+            offset += job.size
+            results.append(
+                [self.encode(img, meta) for img, meta in zip(chunk, job.metadata, strict=True)]
+            )
+        return results
+
+    def _finish(self, job: Job, result: list[bytes]) -> None:
+        self.images_made += job.size
+        job.state = "done"
+        job.done = job.total
+        job.future.set_result(result)
+
+    def _fail(self, job: Job, exc: Exception) -> None:
+        if isinstance(exc, OpenImagenError) and isinstance(exc, (ValueError, TypeError)):
+            logger.info("request refused by the model: %s", exc)  # the input, not a bug
+        else:
+            logger.error("generation failed for a request of %d images", job.size, exc_info=exc)
+        job.state = "failed"
+        job.future.set_exception(exc)

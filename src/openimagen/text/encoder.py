@@ -9,6 +9,7 @@ string stored in ``cascade.json`` ("minilm", a local directory or a hub id) into
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -85,13 +86,58 @@ def check_texts(texts: object, name: str = "texts") -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidTypeError(f"{name}[{i}]", text, "a string")
+        _check_unicode(text, f"{name}[{i}]")
     return texts
+
+
+# C0 and C1 control characters (Unicode category Cc) except tab, newline and carriage return.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def check_prompt(prompt: object, name: str = "prompt") -> str:
+    """Validate one prompt for an image: a non-empty ``str`` of clean text; returns it.
+
+    Refused: lone surrogates (no tokenizer can take them; they come from bytes that were not
+    UTF-8, e.g. a command line decoded with ``surrogateescape``) and control characters other
+    than tab, newline and carriage return: NUL is forbidden in the PNG text chunks that record
+    the prompt (PNG spec, sec. 11.3.4), and ESC and the like only reach terminals that print
+    the provenance.
+    """
+    if not isinstance(prompt, str):
+        raise InvalidTypeError(name, prompt, "a string")
+    if not prompt.strip():
+        raise InvalidArgumentError(name, prompt, "a non-empty string")
+    _check_unicode(prompt, name)
+    control = _CONTROL.search(prompt)
+    if control is not None:
+        raise InvalidArgumentError(
+            name,
+            prompt,
+            "text without control characters (tab and newline are allowed)",
+            f"Character {control.start()} is {control.group()!r}; remove it.",
+        )
+    return prompt
+
+
+def _check_unicode(text: str, name: str) -> None:
+    """Refuse a string that cannot be encoded as UTF-8 (it holds a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgumentError(
+            name,
+            text,
+            "valid Unicode text",
+            f"Character {exc.start} is {text[exc.start]!r}, a lone surrogate: the text was "
+            "decoded from bytes that are not UTF-8; pass it as UTF-8.",
+        ) from None
 
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
     "DEFAULT_TEXT_ENCODER",
     "TextEncoder",
+    "check_prompt",
     "check_texts",
     "load_text_encoder",
 ]

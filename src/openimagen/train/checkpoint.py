@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 FORMAT_NAME = "openimagen-train-checkpoint"
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"
+# The files and state.json keys every checkpoint has (the layout above); one without them is
+# damaged, so ``auto`` skips it instead of failing on it.
+CHECKPOINT_FILES = ("model", "ema", "optimizer", "rng")
+STATE_KEYS = ("step", "samples_seen", "config", "stage_config", "optimizer", "scheduler", "rng")
 LATEST_FILE = "latest"
 _STEP_RE = re.compile(r"^step_(\d{8,})$")
 # Test hook: "STEP" makes the process SIGKILL itself halfway through writing checkpoint STEP,
@@ -239,8 +243,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, tor
             f"{path}: checkpoint version {state['version']} is newer than this openimagen "
             f"reads ({FORMAT_VERSION}); upgrade openimagen"
         )
+    _check_state(path, state)
     tensors = {}
-    for name, meta in state.get("files", {}).items():
+    for name, meta in state["files"].items():
         file = path / name
         try:
             data = file.read_bytes()
@@ -253,6 +258,37 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, tor
             )
         tensors[name.removesuffix(".safetensors")] = load(data)
     return state, tensors
+
+
+def _check_state(path: Path, state: dict[str, Any]) -> None:
+    """Refuse a state.json that does not describe a whole checkpoint (see the layout)."""
+
+    def damaged(what: str) -> ModelDirectoryError:
+        return ModelDirectoryError(
+            f"{path / STATE_FILE} is damaged ({what}); resume from an earlier checkpoint"
+        )
+
+    missing = [key for key in ("files", *STATE_KEYS) if key not in state]
+    if missing:
+        raise damaged(f"it lacks {', '.join(repr(k) for k in missing)}")
+    if not isinstance(state["step"], int) or isinstance(state["step"], bool):
+        raise damaged(f"step={state['step']!r} is not an integer")
+    files = state["files"]
+    if not isinstance(files, dict):
+        raise damaged("'files' is not an object")
+    unlisted = [f"{stem}.safetensors" for stem in CHECKPOINT_FILES]
+    unlisted = [name for name in unlisted if name not in files]
+    if unlisted:
+        raise damaged(f"'files' does not list {', '.join(unlisted)}")
+    for name, meta in files.items():
+        if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+            raise damaged(f"'files' names {name!r}, which is not a file of this directory")
+        if not (
+            isinstance(meta, dict)
+            and isinstance(meta.get("size"), int)
+            and isinstance(meta.get("sha256"), str)
+        ):
+            raise damaged(f"'files' has no size and sha256 for {name}")
 
 
 def find_resumable(root: Path) -> Path | None:

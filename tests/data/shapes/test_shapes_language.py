@@ -100,8 +100,10 @@ def _said_relation(text: str, language) -> tuple[str, str, str]:
         key=lambda kp: len(kp[1]),
     )
     after = text[start + len(phrase) :]
-    if re.match(r" (it|them)\b", after) or re.search(r" there (is|are) ", text):
-        # "{rel} {y} there is {x}", "{y} with {x} {rel} it", "{y}, and {x} {rel} it"
+    first_colour = _first(text, language.words, COLORS)[0][0]
+    if re.match(r" (it|them)\b", after) or start < first_colour:
+        # "{y} with {x} {rel} it", "{y}, and {x} {rel} it"; "{rel} {y} there is {x}",
+        # "{rel} {y} one finds {x}"
         return second, rel, first
     return first, rel, second
 
@@ -184,3 +186,28 @@ def test_language_validates_its_templates():
     with pytest.raises(ConfigError, match="no phrases for"):
         TRAIN_LANGUAGE.replace(words={k: v for k, v in TRAIN_LANGUAGE.words.items() if k != "2"})
     assert set(SHAPES) <= set(TRAIN_LANGUAGE.words)
+
+
+NP_FRAMES = ("please draw", "draw ", "show ", "just ", "a picture of", "an image of",
+             "nothing else", "could you render", "I would like to see",
+             "a rendering that contains", "here we see", "with no other objects")  # fmt: skip
+SENTENCE_MARKS = re.compile(
+    r" there (is|are) | one finds | situated | (is|are) (on the|to the|left|right|above|below|"
+    r"over|under|underneath) "
+)
+
+
+@pytest.mark.parametrize("split", ["train", "paraphrase"])
+def test_language_sentences_and_frames_do_not_mix(split):
+    # "please draw a red circle is above ..." and "a grey background with please draw ..."
+    # are not English; sentence captions take their own framing
+    world = ShapesWorld(None, 32, split, seed=6)
+    sentences = 0
+    for i in range(1500):
+        text = world.sample(i)[0].prompt
+        if SENTENCE_MARKS.search(text):
+            sentences += 1
+            assert not any(f in text for f in NP_FRAMES), text
+        assert not re.search(r"(background with|canvas holding) (please|draw|show|just|a picture"
+                             r"|an image|could|I would|a rendering|here we see)", text), text  # fmt: skip
+    assert sentences > 100  # sentence captions do occur

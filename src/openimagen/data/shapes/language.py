@@ -77,7 +77,17 @@ _SLOTS = {
     "scene_templates": {"objects"},
     "background_templates": {"scene", "background"},
     "list_joiners": set(),
+    "sentence_clauses": {"x", "y", "rel", "be_x", "it_y"},
+    "existential_clauses": {"x", "be_x"},
+    "sentence_templates": {"objects"},
+    "sentence_background_templates": {"scene", "background"},
 }
+# optional constructions: a language may have no sentence captions
+_OPTIONAL = {"sentence_clauses", "existential_clauses", "sentence_templates",
+             "sentence_background_templates"}  # fmt: skip
+#: chance that a caption of a scene with relations is a sentence ("X is above Y", "above Y
+#: there is X") rather than a noun phrase in a frame ("please draw X above Y")
+P_SENTENCE = 0.4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,10 +104,17 @@ class CaptionLanguage(Config):
     relation_clauses: tuple[str, ...]
     # framing around the joined clauses {objects}
     scene_templates: tuple[str, ...]
-    # how a stated background is said around the framed {scene}
+    # how a stated background is said around the objects ({scene}), before the framing
     background_templates: tuple[str, ...]
     # joins the last clause to the others ("A, B and C")
     list_joiners: tuple[str, ...]
+    # Sentence captions (scenes with relations, with chance P_SENTENCE): relation clauses
+    # that are sentences, how an object outside every relation is added to them, and their
+    # own framing and background phrasing (a sentence cannot follow "please draw").
+    sentence_clauses: tuple[str, ...] = ()
+    existential_clauses: tuple[str, ...] = ()
+    sentence_templates: tuple[str, ...] = ()
+    sentence_background_templates: tuple[str, ...] = ()
 
     def validate(self) -> None:
         missing = [k for k in CONCEPTS if not self.words.get(k)]
@@ -108,7 +125,7 @@ class CaptionLanguage(Config):
             raise ConfigError(f"words: unknown concepts {unknown}; allowed: {list(CONCEPTS)}")
         for name, allowed in _SLOTS.items():
             templates = getattr(self, name)
-            if not templates:
+            if not templates and name not in _OPTIONAL:
                 raise ConfigError(f"{name}: needs at least one entry")
             for template in templates:
                 used = template_slots(template)
@@ -123,10 +140,17 @@ class CaptionLanguage(Config):
             ("relation_clauses", {"x", "y", "rel"}),
             ("scene_templates", {"objects"}),
             ("background_templates", {"scene", "background"}),
+            ("sentence_clauses", {"x", "y", "rel"}),
+            ("existential_clauses", {"x"}),
+            ("sentence_templates", {"objects"}),
+            ("sentence_background_templates", {"scene", "background"}),
         ):
             for template in getattr(self, name):
                 if not required <= template_slots(template):
                     raise ConfigError(f"{name}: {template!r} needs the slots {sorted(required)}")
+        sentence = [bool(getattr(self, n)) for n in sorted(_OPTIONAL)]
+        if any(sentence) and not all(sentence):
+            raise ConfigError(f"{', '.join(sorted(_OPTIONAL))}: give all of them or none")
 
 
 def template_slots(template: str) -> set[str]:
@@ -234,8 +258,6 @@ TRAIN_LANGUAGE = CaptionLanguage(
     sized_object_phrases=("{det} {color} {shape} that {be} {size}",),
     relation_clauses=(
         "{x} {rel} {y}",
-        "{x} {be_x} {rel} {y}",
-        "{rel} {y} there {be_x} {x}",
         "{y} with {x} {rel} {it_y}",
     ),
     scene_templates=(
@@ -257,6 +279,16 @@ TRAIN_LANGUAGE = CaptionLanguage(
         "{scene}; the background is {background}",
     ),
     list_joiners=(" and ", " and ", " as well as "),
+    sentence_clauses=(
+        "{x} {be_x} {rel} {y}",
+        "{rel} {y} there {be_x} {x}",
+    ),
+    existential_clauses=("there {be_x} also {x}",),
+    sentence_templates=("{objects}", "in the picture, {objects}", "in this image {objects}"),
+    sentence_background_templates=(
+        "{scene}; the background is {background}",
+        "{scene}, all on a {background} background",
+    ),
 )
 
 PARAPHRASE_LANGUAGE = CaptionLanguage(
@@ -285,6 +317,13 @@ PARAPHRASE_LANGUAGE = CaptionLanguage(
         "a {background} canvas holding {scene}",
     ),
     list_joiners=(" together with ", " alongside "),
+    sentence_clauses=(
+        "{x} {be_x} situated {rel} {y}",
+        "{rel} {y} one finds {x}",
+    ),
+    existential_clauses=("{x} {be_x} present as well",),
+    sentence_templates=("in this rendering, {objects}", "{objects}, and that is all"),
+    sentence_background_templates=("{scene}; the backdrop is {background}",),
 )
 
 
@@ -368,11 +407,12 @@ def describe(spec: ShapeSpec, rng: np.random.Generator, language: CaptionLanguag
         mentioned.add(g)
         return text
 
+    sentence = bool(relations and language.sentence_clauses) and rng.random() < P_SENTENCE
     clauses = []
     for ga, rel, gb in relations:
         if rng.random() < 0.5:  # "B right of A" says the same as "A left of B"
             ga, rel, gb = gb, INVERSE_RELATION[rel], ga
-        template = pick(language.relation_clauses)
+        template = pick(language.sentence_clauses if sentence else language.relation_clauses)
         # refer in reading order, so the first mention gets the article
         order = sorted(("x", "y"), key=lambda s: template.index("{" + s + "}"))
         ref = {}
@@ -390,15 +430,25 @@ def describe(spec: ShapeSpec, rng: np.random.Generator, language: CaptionLanguag
         )
     for g in range(len(groups)):
         if g not in mentioned:
-            clauses.append(refer(g))
+            if sentence:  # "..., and there is also a green triangle"
+                be = "is" if len(groups[g]) == 1 else "are"
+                clauses.append(_fill(pick(language.existential_clauses), x=refer(g), be_x=be))
+            else:
+                clauses.append(refer(g))
     if len(clauses) == 1:
         objects = clauses[0]
     else:
         objects = ", ".join(clauses[:-1]) + pick(language.list_joiners) + clauses[-1]
-    scene = _fill(pick(language.scene_templates), objects=objects)
+    # the background is said around the objects, then the whole is framed: "please draw a
+    # grey background with X", never "a grey background with please draw X"
     if spec.background is not None:
         background = pick(language.words[spec.background])
-        scene = _fill(pick(language.background_templates), scene=scene, background=background)
+        templates = (
+            language.sentence_background_templates if sentence else language.background_templates
+        )
+        objects = _fill(pick(templates), scene=objects, background=background)
+    frames = language.sentence_templates if sentence else language.scene_templates
+    scene = _fill(pick(frames), objects=objects)
     return _tidy(scene)
 
 
