@@ -95,6 +95,11 @@ def test_the_fingerprint_follows_the_prompts(tmp_path):
         ("p.csv", "Prompt,Category\n", ["at least one prompt"]),
         ("p.jsonl", '{"prompt": "a", "category": "b"}\n{"prompt": \n', ["line 2", "JSON"]),
         ("p.jsonl", '["a red car", "Colors"]\n', ["line 1", "object"]),
+        (
+            "p.jsonl",
+            '{"prompt": "a", "category": "b"}\n{"prompt": "a\\u001b[31m", "category": "b"}\n',
+            ["line 2", "control characters"],
+        ),
         ("p.txt", "A red car.\n", [".csv or .jsonl"]),
     ],
 )

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from openimagen.errors import InvalidArgumentError
+from openimagen.text.encoder import check_prompt
 
 DRAWBENCH_SOURCE = (
     "DrawBench (Saharia et al., 2022, arXiv 2205.11487): the authors' public prompt sheet, "
@@ -115,6 +116,7 @@ def _prompt(where: str, index: int, text: object, category: object) -> Prompt:
         raise InvalidArgumentError(
             f"{where}: prompt", text, "a non-empty string", "Fill in the prompt or delete the row."
         )
+    check_prompt(text, f"{where}: prompt")  # clean text: no control characters, no surrogates
     if not isinstance(category, str) or not category.strip():
         raise InvalidArgumentError(
             f"{where}: category", category, "a non-empty string",
