@@ -577,6 +577,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="store the summary in the model directory's evaluation.json and model card",
     )
     sb.set_defaults(func=_cmd_eval_shapebench)
+
+    from openimagen.eval.cli import register as register_eval  # eval drawbench, rate
+
+    register_eval(
+        sub,
+        ev_sub,
+        formatter=_formatter,
+        add_sampling_options=_add_sampling_options,
+        sampling_overrides=_sampling_overrides,
+    )
     return parser
 
 
