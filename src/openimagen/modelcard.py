@@ -240,6 +240,8 @@ def _budget_line(training: dict[str, Any] | None) -> str:
     if "train_seconds" in training:
         parts.append(f"{training['train_seconds'] / 3600:.2f} h of training wall time")
     parts.append(f"exported {training.get('exported', '?')} from `{training.get('checkpoint')}`")
+    if training.get("note"):
+        parts.append(str(training["note"]))
     return "; ".join(parts)
 
 
