@@ -108,12 +108,19 @@ class Runner:
         return frechet_distance_images(images, self._real[resolution][:n], self.extractor)
 
 
-def part1(run: Runner, base: list[SamplingConfig]) -> dict:
+def part1(run: Runner, base: list[SamplingConfig], card: Path | None = None) -> dict:
+    """Both held-out splits, full cascade; with ``card``, recorded in that model's card."""
+    from openimagen.modelcard import record_evaluation
+
     stages = len(run.cascade.stages)
     out = {}
     for split in ("heldout_compositions", "paraphrase"):
         summary, seconds, _ = run.shapebench(f"p1-{split}", split, base, stages)
         out[split] = {"summary": summary, "seconds_per_image": seconds}
+        if card is not None:
+            settings = {"num_prompts": run.args.prompts, "num_per_prompt": run.args.per_prompt,
+                        "seed": 0, "stages": stages}  # fmt: skip
+            record_evaluation(card, split, {"settings": settings, "summary": summary})
     return out
 
 
@@ -361,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         default="ddpm:1000,ddpm:250,ddim:10,ddim:20,ddim:50,dpmpp_2m:10,dpmpp_2m:20,dpmpp_2m:50",
         help="sampler:steps list (part 5)",
     )
+    parser.add_argument(
+        "--record-card",
+        action="store_true",
+        help="part 1: record its results in the model directory's evaluation.json and card",
+    )
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
     # part 3 loads its own arms; the model itself is loaded only when a part needs it
@@ -381,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     jobs = {
         "grids": lambda: sample_grids(cascade, out / "results"),
-        "part1": lambda: part1(run, base),
+        "part1": lambda: part1(
+            run, base, openimagen.resolve_model_dir(args.model) if args.record_card else None
+        ),
         "part2": lambda: part2(run, base, [float(w) for w in args.weights.split(",")]),
         "part3": lambda: part3(args, [tuple(m.split("=", 1)) for m in args.ablation]),
         "part4": lambda: part4(
