@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -48,12 +47,7 @@ from openimagen.errors import (
     ModelDirectoryError,
     NonFiniteOutputError,
 )
-from openimagen.fileio import (
-    atomic_save_file,
-    atomic_write_json,
-    replace_directory,
-    temp_sibling_dir,
-)
+from openimagen.fileio import atomic_save_file, atomic_write_json, staged_directory
 from openimagen.models.unet import EfficientUNet, UNetConfig
 from openimagen.text import TextEncoder, load_text_encoder
 from openimagen.text.encoder import check_prompt
@@ -460,16 +454,10 @@ class Cascade:
             ),
             model_id=self.model_id or directory.name,
         )
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_sibling_dir(directory)
-        try:
+        with staged_directory(directory) as tmp:
             for entry, stage in zip(config.stages, self.stages, strict=True):
                 save_stage(stage, tmp / entry.path, dtype=dtype)
             atomic_write_json(tmp / CASCADE_FILE, config.to_dict())
-            replace_directory(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
     @classmethod

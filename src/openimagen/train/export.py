@@ -38,7 +38,7 @@ from openimagen.cascade import (
     stage_dir_name,
 )
 from openimagen.errors import ModelDirectoryError
-from openimagen.fileio import atomic_write_json, replace_directory, temp_sibling_dir
+from openimagen.fileio import atomic_write_json, staged_directory
 from openimagen.modelcard import TRAINING_FILE, training_record, write_model_card
 from openimagen.train import checkpoint as ckpt
 
@@ -124,14 +124,9 @@ def export_stage(
         atomic_write_json(out / stage_dir_name(0, stage) / TRAINING_FILE, record)
         write_model_card(out)
         return out
-    tmp = temp_sibling_dir(out)
-    try:
+    with staged_directory(out) as tmp:
         save_stage(stage, tmp, dtype=dtype)
         atomic_write_json(tmp / TRAINING_FILE, record)
-        replace_directory(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -169,14 +164,9 @@ def _into_cascade(
     entry = StageEntry(path=name, sampling=sampling)
     old_path = entries[index].path if index < len(entries) else None
     entries[index : index + 1] = [entry]
-    tmp = temp_sibling_dir(directory / name)
-    try:
+    with staged_directory(directory / name) as tmp:
         save_stage(stage, tmp, dtype=dtype)
         atomic_write_json(tmp / TRAINING_FILE, record)
-        replace_directory(tmp, directory / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     atomic_write_json(
         directory / CASCADE_FILE,
         CascadeConfig.from_dict(
