@@ -26,18 +26,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from openimagen.config import Config, read_json
 from openimagen.device import resolve_device
 from openimagen.diffusion import (
     SAMPLERS,
-    alpha_sigma,
     apply_threshold,
     classifier_free_guidance,
     get_sampler,
     get_schedule,
     model_to_denoiser,
+    prepare_lowres,
     randn_per_sample,
     uniform_timesteps,
 )
@@ -185,32 +184,6 @@ class CascadeConfig(Config):
                 raise ConfigError(f"stages.path={p!r}: expected a plain sub-directory name")
         if self.text_max_length < 1:
             raise ConfigError(f"text_max_length={self.text_max_length}: expected >= 1")
-
-
-# -- noise conditioning augmentation -----------------------------------------------------
-def prepare_lowres(
-    image: torch.Tensor,
-    size: int,
-    aug_level: torch.Tensor,
-    schedule: Callable[[torch.Tensor], torch.Tensor],
-    generator: torch.Generator | Sequence[torch.Generator] | None = None,
-) -> torch.Tensor:
-    """Upsample a low-res image to ``size`` and apply noise conditioning augmentation.
-
-    Shared by sampling and training so both corrupt the SR input the same way:
-    z = alpha(a) * up(x) + sigma(a) * eps, with a the augmentation level used as a
-    diffusion time (Imagen sec. 2.5; Ho et al. 2022, sec. 4.1, Gaussian augmentation).
-    """
-    if image.ndim != 4:
-        raise InvalidArgumentError("image.shape", tuple(image.shape), "[B, C, H, W]")
-    up = F.interpolate(image, size=(size, size), mode="bicubic", align_corners=False)
-    up = up.clamp(-1.0, 1.0)  # bicubic overshoots; the SR net was trained on [-1, 1] inputs
-    aug_level = aug_level.to(device=up.device, dtype=up.dtype)  # [B]
-    if bool((aug_level == 0).all()):
-        return up
-    alpha, sigma = alpha_sigma(schedule(aug_level))  # [B], [B]
-    noise = randn_per_sample(up.shape, generator, device=up.device, dtype=up.dtype)
-    return alpha.view(-1, 1, 1, 1) * up + sigma.view(-1, 1, 1, 1) * noise
 
 
 # -- a stage -------------------------------------------------------------------------------

@@ -4,9 +4,12 @@
 - :mod:`.objectives`: q(x_t | x_0), eps / v / x0 conversions and the training loss;
 - :mod:`.guidance`: the denoiser interface ``(x_t, t, cond) -> x0_hat``, classifier-free
   guidance and static / dynamic thresholding as denoiser wrappers;
-- :mod:`.samplers`: DDPM, DDIM and DPM-Solver++(2M) as pure functions over a denoiser.
+- :mod:`.samplers`: DDPM, DDIM and DPM-Solver++(2M) as pure functions over a denoiser;
+- :mod:`.augmentation`: noise conditioning augmentation of a super-resolution stage's
+  low-res input (shared by sampling and training).
 """
 
+from openimagen.diffusion.augmentation import prepare_lowres
 from openimagen.diffusion.guidance import (
     THRESHOLDS,
     Denoiser,
@@ -23,6 +26,7 @@ from openimagen.diffusion.guidance import (
 from openimagen.diffusion.objectives import (
     PREDICTIONS,
     Prediction,
+    check_prediction,
     diffusion_loss,
     eps_from_x0,
     min_snr_weight,
@@ -65,6 +69,7 @@ __all__ = [
     "Schedule",
     "alpha_sigma",
     "apply_threshold",
+    "check_prediction",
     "classifier_free_guidance",
     "concat_cond",
     "ddim",
@@ -81,6 +86,7 @@ __all__ = [
     "min_snr_weight",
     "model_to_denoiser",
     "prediction_to_x0",
+    "prepare_lowres",
     "q_sample",
     "randn_per_sample",
     "static_threshold",

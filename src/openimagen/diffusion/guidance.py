@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import torch
 
-from openimagen.diffusion.objectives import Prediction, _check_prediction, prediction_to_x0
+from openimagen.diffusion.objectives import Prediction, check_prediction, prediction_to_x0
 from openimagen.diffusion.schedule import Schedule
 from openimagen.errors import InvalidArgumentError, InvalidTypeError, ShapeError
 
@@ -29,7 +29,7 @@ def model_to_denoiser(model_fn: ModelFn, schedule: Schedule, prediction: Predict
 
     The raw eps / v / x0 output is converted to x0_hat at the log-SNR ``schedule(t)``.
     """
-    _check_prediction(prediction)
+    check_prediction(prediction)
 
     def denoiser(x_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
         raw = model_fn(x_t, t, cond)  # [B, ...]

@@ -14,9 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from openimagen.cascade import SamplingConfig, Stage, StageConfig, prepare_lowres
+from openimagen.cascade import SamplingConfig, Stage, StageConfig
 from openimagen.data.sources import downsample, item_index, prepare_image
-from openimagen.diffusion import diffusion_loss, get_schedule, q_sample, randn_per_sample
+from openimagen.diffusion import (
+    diffusion_loss,
+    get_schedule,
+    prepare_lowres,
+    q_sample,
+    randn_per_sample,
+)
 from openimagen.train.config import TrainConfig
 from openimagen.train.logging import MetricsLogger
 
