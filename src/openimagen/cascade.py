@@ -48,8 +48,7 @@ from openimagen.errors import (
 )
 from openimagen.fileio import atomic_save_file, atomic_write_json, staged_directory
 from openimagen.models.unet import EfficientUNet, UNetConfig
-from openimagen.text import TextEncoder, load_text_encoder
-from openimagen.text.encoder import check_prompt
+from openimagen.text import TextEncoder, check_prompt, load_text_encoder
 
 logger = logging.getLogger(__name__)
 

@@ -80,7 +80,7 @@ def _print_path(path: Path) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from openimagen.text.encoder import check_prompt
+    from openimagen.text import check_prompt
 
     check_prompt(args.prompt, "PROMPT")
     out = Path(args.out)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from openimagen.errors import InvalidArgumentError
-from openimagen.text.encoder import check_prompt
+from openimagen.text import check_prompt
 
 DRAWBENCH_SOURCE = (
     "DrawBench (Saharia et al., 2022, arXiv 2205.11487): the authors' public prompt sheet, "

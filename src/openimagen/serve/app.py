@@ -45,7 +45,7 @@ from openimagen.serve.http import (
 )
 from openimagen.serve.settings import ServeSettings
 from openimagen.serve.worker import GenerationWorker, Job, QueueFullError
-from openimagen.text.encoder import check_prompt
+from openimagen.text import check_prompt
 from openimagen.watermark import METHOD as WATERMARK_METHOD
 
 logger = logging.getLogger(__name__)
