@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from openimagen.cascade import EVALUATION_FILE
 from openimagen.errors import ModelDirectoryError
 from openimagen.modelcard import (
-    EVALUATION_FILE,
     read_model_card,
     record_evaluation,
     training_seconds,

@@ -325,19 +325,10 @@ def _read_tensors(shard_path: Path, keys: list[str]) -> dict[str, torch.Tensor]:
     return tensors
 
 
-# -- the identity of an encoder: what ``cache_id`` is made of --------------------------------
-# Files whose content defines what the encoder computes (weights are matched by suffix).
-_FINGERPRINT_FILES = (
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
+# -- an encoder's identity (its cache_id); the files that define what it computes -----------
+_FINGERPRINT_FILES = frozenset(
+    "config.json tokenizer.json tokenizer_config.json special_tokens_map.json added_tokens.json "  # noqa: SIM905
+    "spiece.model sentencepiece.bpe.model vocab.txt vocab.json merges.txt".split()
 )
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 
@@ -349,23 +340,18 @@ def encoder_cache_id(
 
     The fingerprint hashes the files that define the computation (config, tokenizer files,
     weights), not their location, so a moved or copied model keeps its cached embeddings.
-    For a hub id the files come from the local Hugging Face snapshot it was loaded from.
     """
-    if directory is None:
-        directory = _hub_snapshot_directory(source)
+    if directory is None:  # pragma: no cover - needs a hub: the local snapshot it came from
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(source, "config.json")
+        directory = Path(found).parent if isinstance(found, str) else None
     if directory is not None:
         fingerprint = fingerprint_directory(directory)
     else:  # pragma: no cover - needs a hub; the config alone is a weak but safe-side key
         fingerprint = hashlib.sha256(config.to_json_string().encode()).hexdigest()
     dtype_name = str(dtype).removeprefix("torch.")
     return f"{config.model_type}-{config.hidden_size}-L{max_length}-{dtype_name}-{fingerprint[:16]}"
-
-
-def _hub_snapshot_directory(repo_id: str) -> Path | None:  # pragma: no cover - needs a hub
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo_id, "config.json")
-    return Path(found).parent if isinstance(found, str) else None
 
 
 def fingerprint_directory(directory: Path, *, full_hash_limit: int = 8 << 20) -> str:
