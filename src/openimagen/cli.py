@@ -90,8 +90,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise InvalidArgumentError("--out", str(out), "a file path, not a directory")
 
     import openimagen
-    from openimagen.cascade import SamplingConfig
-    from openimagen.images import check_output_paths, output_paths, save_images
+    from openimagen.images import check_output_paths, output_paths, provenance, save_images
     from openimagen.policy import enforce_policy
 
     enforce_policy(args.prompt, args.policy)
@@ -151,16 +150,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             num_stages=args.stages,
             progress=progress,
         )
-    meta = [
-        {
-            "prompt": args.prompt,
-            "seed": seed,
-            "model_id": cascade.model_id,
-            "sampling": [SamplingConfig.to_dict(s) for s in sampling],
-            "software": f"openimagen {__version__}",
-        }
-        for seed in seeds
-    ]
+    meta = [provenance(args.prompt, seed, cascade.model_id, sampling) for seed in seeds]
     try:
         written = save_images(images, out, meta, overwrite=args.overwrite)
     except FileExistsError as exc:  # created by someone else while we sampled

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import openimagen
 from openimagen.errors import OpenImagenError
+from openimagen.images import provenance
 from openimagen.policy import PromptPolicy
 from openimagen.serve.files import ImageStore, png_bytes
 from openimagen.serve.http import (
@@ -282,15 +283,8 @@ def create_app(
         request_id = request.headers.get("x-request-id")
         if request_id is not None and not REQUEST_ID.match(request_id):
             raise invalid_value("X-Request-Id", request_id, "1 to 64 characters of A-Z a-z 0-9 _ -")
-        sampling_meta = [s.to_dict() for s in params["sampling"]]
         metadata = [
-            {
-                "prompt": params["prompt"],
-                "seed": str(seed),
-                "model_id": model_id,
-                "sampling": sampling_meta,
-                "software": f"openimagen {openimagen.__version__}",
-            }
+            provenance(params["prompt"], seed, model_id, params["sampling"])
             for seed in params["seeds"]
         ]
         job = Job(
