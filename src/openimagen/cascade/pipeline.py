@@ -29,10 +29,6 @@ from openimagen.device import resolve_device
 from openimagen.errors import InvalidArgumentError
 from openimagen.text import TextEncoder, check_prompt, load_text_encoder
 
-#: The largest seed the command line and the server take (torch's generators take 64-bit
-#: seeds; image i of a run of n is drawn with seed + i, which stays below 2**64).
-MAX_SEED = 2**63 - 1
-
 
 class Cascade:
     """A frozen text encoder and a list of stages (base first), sampled in order."""
@@ -191,4 +187,4 @@ class Cascade:
         return cascade.to(device)
 
 
-__all__ = ["MAX_SEED", "Cascade"]
+__all__ = ["Cascade"]

@@ -1,8 +1,8 @@
 """How a stage is sampled: :class:`SamplingConfig`, the one source of its names and limits.
 
-The sampler names and thresholding kinds come from the diffusion registries
-(:data:`openimagen.diffusion.SAMPLERS`, :data:`openimagen.diffusion.THRESHOLDS`), so a
-sampler added there is known here. Every other user of a sampling setting (the command
+The sampler names and thresholding kinds are those the diffusion code is keyed by
+(:mod:`openimagen.diffusion.names`, checked against :data:`openimagen.diffusion.SAMPLERS`),
+so a sampler added there is known here. Every other user of a sampling setting (the command
 line's choices and ranges, the server's request checks) derives them from
 :data:`CHOICES` and :data:`LIMITS` below, and a :class:`SamplingConfig` checks every field
 when it is made: a bad name or an out-of-range number fails at construction, naming the
@@ -16,10 +16,9 @@ import math
 from typing import Literal
 
 from openimagen.config import Config
-from openimagen.diffusion import SAMPLERS, THRESHOLDS
+from openimagen.diffusion.names import SAMPLER_NAMES, THRESHOLDS
 from openimagen.errors import InvalidArgumentError
 
-SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)  # ("ddpm", "ddim", "dpmpp_2m")
 THRESHOLD_KINDS: tuple[str, ...] = THRESHOLDS  # ("none", "static", "dynamic")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
@@ -53,6 +52,10 @@ class Limit:
         kind = "an integer" if self.integer else "a number"
         return f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
 
+
+#: The largest seed of an image: every command and the server take seeds in [0, MAX_SEED]
+#: (torch's generators take 64-bit seeds; the offsets added per image keep it below 2**64).
+MAX_SEED = 2**63 - 1
 
 #: The choices of every named field.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -110,6 +113,7 @@ class SamplingConfig(Config):
 __all__ = [
     "CHOICES",
     "LIMITS",
+    "MAX_SEED",
     "PRECISIONS",
     "SAMPLER_NAMES",
     "THRESHOLD_KINDS",

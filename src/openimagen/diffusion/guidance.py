@@ -14,13 +14,13 @@ from typing import Any, Literal
 
 import torch
 
+from openimagen.diffusion.names import THRESHOLDS
 from openimagen.diffusion.objectives import Prediction, check_prediction, prediction_to_x0
 from openimagen.diffusion.schedule import Schedule
 from openimagen.errors import InvalidArgumentError, InvalidTypeError, ShapeError
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
 ModelFn = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
-THRESHOLDS: tuple[str, ...] = ("none", "static", "dynamic")
 
 
 # -- 1. a network as a denoiser --------------------------------------------------------------
@@ -189,7 +189,6 @@ def _check_percentile(percentile: float) -> None:
 
 
 __all__ = [
-    "THRESHOLDS",
     "Denoiser",
     "ModelFn",
     "apply_threshold",

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from openimagen.cascade.sampling import MAX_SEED
 from openimagen.errors import InvalidArgumentError
 from openimagen.eval.prompts import Prompt, PromptSuite
 from openimagen.fileio import atomic_write, atomic_write_json
@@ -47,7 +48,6 @@ RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.jsonl"
 # images per prompt are at most this many, so seeds of different prompts never overlap
 SEED_STRIDE = 1000
-MAX_SEED = 2**62
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # a process waits this long for the others at the end of a run (their shares can differ)
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)

@@ -404,3 +404,6 @@ def create_app(
         )
 
     return app
+
+
+__all__ = ["PAGE_SECURITY_HEADERS", "create_app"]

@@ -68,3 +68,6 @@ class ServeSettings(Config):
             + ", ".join(f"{f.name}={getattr(shown, f.name)!r}" for f in dataclasses.fields(self))
             + ")"
         )
+
+
+__all__ = ["LOOPBACK_NAMES", "ServeSettings"]
