@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openimagen.eval.rate_app import run_rating_server
+    from openimagen.serve.rate_app import run_rating_server
 
     run_rating_server(
         args.run, models=args.models, db_path=args.db, host=args.host, port=args.port,

@@ -1,4 +1,5 @@
-"""The HTTP edge of the API: OpenAI-shaped errors, the Host / API-key guard, JSON bodies.
+"""The HTTP edge of the API: OpenAI-shaped errors, the Host / API-key guard, JSON bodies,
+the pages' security headers.
 
 Everything here runs before a request is looked at as an image request: an error is an
 :class:`APIError` answered as ``{"error": {"message", "type", "param", "code"}}``.
@@ -20,6 +21,13 @@ from openimagen.serve.settings import ServeSettings
 
 # a request is one flat object; anything nested deeper is refused before it is looked at
 MAX_JSON_DEPTH = 4
+# the headers of every page and script served (the API's page and the rating page)
+PAGE_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+    "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 class APIError(Exception):
@@ -207,3 +215,16 @@ async def read_json_body(request: Request, limit: int) -> Any:
         'a flat JSON object such as {"prompt": "a red circle"}',
         code="invalid_json",
     )
+
+
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "PAGE_SECURITY_HEADERS",
+    "APIError",
+    "GuardMiddleware",
+    "error_response",
+    "invalid_value",
+    "is_int",
+    "is_number",
+    "read_json_body",
+]

@@ -1,4 +1,4 @@
-"""A small DrawBench run of two tiny random models, shared by the rating tests."""
+"""A small DrawBench run of two tiny random models, shared by the rating-page tests."""
 
 from __future__ import annotations
 
