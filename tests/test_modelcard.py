@@ -17,7 +17,7 @@ from openimagen.modelcard import (
 
 
 def _rate(correct: int, total: int) -> dict:
-    from openimagen.eval.shapebench import wilson_interval
+    from openimagen.eval.stats import wilson_interval
 
     return {"correct": correct, "total": total, "accuracy": correct / total,
             "ci95": list(wilson_interval(correct, total))}  # fmt: skip

@@ -13,7 +13,7 @@ from PIL import Image
 
 from cli_testutil import run
 from openimagen.eval.drawbench import read_manifest
-from openimagen.eval.shapebench import wilson_interval
+from openimagen.eval.stats import wilson_interval
 from openimagen.serve import ServerThread, ServeSettings
 from openimagen.serve.rate_app import create_rate_app, strip_png_text
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -44,21 +43,10 @@ from openimagen.data.shapes import (
 )
 from openimagen.errors import InvalidArgumentError
 from openimagen.eval.detector import DetectedObject, Detection, detect
+from openimagen.eval.stats import wilson_interval
 
 ATTRIBUTES = ("count", "color", "shape", "size", "relation", "background")
 CATEGORIES = ("single_object", "size", "counting", "two_objects", "relation", "group_relation")
-_Z95 = 1.959963984540054  # standard normal quantile at 0.975
-
-
-def wilson_interval(successes: int, total: int, z: float = _Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0, 1) when ``total`` is 0."""
-    if total == 0:
-        return (0.0, 1.0)
-    p = successes / total
-    denom = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denom
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclasses.dataclass(frozen=True)
