@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from openimagen.cli.options import add_command, add_device_option, add_quiet_option, count
@@ -36,25 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def read_prompts(path: Path) -> list[str]:
     """The prompts of a .txt (one a line) or .jsonl (a "prompt" field) file; blank lines skipped."""
+    from openimagen.config import iter_jsonl
+
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidArgumentError("--prompts", str(path), "a readable text or JSONL file") from exc
+    if path.suffix != ".jsonl":
+        return [line.strip() for line in text.splitlines() if line.strip()]
     prompts = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        if path.suffix != ".jsonl":
-            prompts.append(line.strip())
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(f"{path} line {number}", line[:60], "valid JSON") from exc
+    for where, record in iter_jsonl(text, str(path)):
         if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-            raise InvalidArgumentError(
-                f"{path} line {number}", line[:60], 'an object with a string "prompt" field'
-            )
+            raise InvalidArgumentError(where, record, 'an object with a string "prompt" field')
         prompts.append(record["prompt"])
     return prompts
 

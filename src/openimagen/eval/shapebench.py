@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from openimagen.config import iter_jsonl
 from openimagen.data.shapes import (
     RELATIONS,
     SIZES,
@@ -232,25 +232,13 @@ def load_prompt_file(path: str | os.PathLike) -> list[ShapeSpec]:
     """Read a JSONL prompt file, one spec per line; errors name the line and the field."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidArgumentError(
             "prompts", str(path), "a readable UTF-8 JSONL file", str(exc)
         ) from exc
     specs = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {number}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(
-                where,
-                line,
-                "one JSON object per line",
-                f"Invalid JSON at column {exc.colno}: {exc.msg}.",
-            ) from exc
+    for where, data in iter_jsonl(text, str(path)):
         spec = ShapeSpec.from_dict(data, where=f"{where}: spec")
         if not spec.prompt.strip():
             raise InvalidArgumentError(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import importlib.resources
 import logging
 import re
 import time
@@ -35,12 +34,12 @@ from openimagen.images import provenance
 from openimagen.policy import PromptPolicy
 from openimagen.serve.files import ImageStore, png_bytes
 from openimagen.serve.http import (
-    PAGE_SECURITY_HEADERS,
     APIError,
     GuardMiddleware,
     error_response,
     invalid_value,
     read_json_body,
+    static_page,
 )
 from openimagen.serve.requests import ServedModel, parse_image_request
 from openimagen.serve.settings import ServeSettings
@@ -272,17 +271,13 @@ def _add_model_routes(
 
 # -- the page -------------------------------------------------------------------------------------------
 def _add_page_routes(app: FastAPI) -> None:
-    static = importlib.resources.files("openimagen.serve") / "static"
-
     @app.get("/")
     async def page() -> Response:
-        return Response((static / "index.html").read_bytes(),
-                        media_type="text/html; charset=utf-8", headers=PAGE_SECURITY_HEADERS)  # fmt: skip
+        return static_page("index.html")
 
     @app.get("/static/app.js")
     async def script() -> Response:
-        return Response((static / "app.js").read_bytes(),
-                        media_type="text/javascript; charset=utf-8", headers=PAGE_SECURITY_HEADERS)  # fmt: skip
+        return static_page("app.js")
 
 
 __all__ = ["create_app"]

@@ -7,6 +7,7 @@ Everything here runs before a request is looked at as an image request: an error
 
 from __future__ import annotations
 
+import importlib.resources
 import ipaddress
 import json
 import math
@@ -14,7 +15,7 @@ import secrets
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from openimagen.serve.settings import ServeSettings
@@ -28,6 +29,13 @@ PAGE_SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+
+
+def static_page(name: str) -> Response:
+    """A page (``.html``) or script (``.js``) of ``serve/static/``, with the security headers."""
+    media_type = "text/html" if name.endswith(".html") else "text/javascript"
+    data = (importlib.resources.files("openimagen.serve") / "static" / name).read_bytes()
+    return Response(data, media_type=f"{media_type}; charset=utf-8", headers=PAGE_SECURITY_HEADERS)
 
 
 class APIError(Exception):
@@ -227,4 +235,5 @@ __all__ = [
     "is_int",
     "is_number",
     "read_json_body",
+    "static_page",
 ]

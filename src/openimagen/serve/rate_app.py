@@ -18,7 +18,6 @@ JSON-only bodies under the same size and depth limits
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import os
 import re
@@ -46,6 +45,7 @@ from openimagen.serve.http import (
     GuardMiddleware,
     error_response,
     read_json_body,
+    static_page,
 )
 from openimagen.serve.server import settings_for_host
 from openimagen.serve.settings import ServeSettings
@@ -191,18 +191,15 @@ def _state(session: RatingSession, store: VoteStore, rater: str) -> dict[str, An
 
 # -- routes ------------------------------------------------------------------------------------
 def _add_page_routes(app: FastAPI, session: RatingSession) -> None:
-    static = importlib.resources.files("openimagen.serve") / "static"
     pair = session.models
 
     @app.get("/")
     async def page() -> Response:
-        return Response((static / "rate.html").read_bytes(),
-                        media_type="text/html; charset=utf-8", headers=PAGE_SECURITY_HEADERS)  # fmt: skip
+        return static_page("rate.html")
 
     @app.get("/static/rate.js")
     async def script() -> Response:
-        return Response((static / "rate.js").read_bytes(),
-                        media_type="text/javascript; charset=utf-8", headers=PAGE_SECURITY_HEADERS)  # fmt: skip
+        return static_page("rate.js")
 
     @app.get("/api/info")
     async def info() -> JSONResponse:
