@@ -26,9 +26,12 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/openimagen generate "two red circles above a blue square" --num-images 4 --out openimagen.png --overwrite
 
+# lint-imports checks the architecture contract in .importlinter (docs/ARCHITECTURE.md, "Layers")
 test: $(VENV)/.installed chromium
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks tools
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks tools
+	$(VENV)/bin/lint-imports

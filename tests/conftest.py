@@ -24,6 +24,6 @@ def minilm():
 @pytest.fixture(scope="module")
 def tiny_model_dir(minilm, tmp_path_factory):
     """A tiny random two-stage cascade saved as a model directory (one per test module)."""
-    from test_cascade import tiny_cascade
+    from cascade_testutil import tiny_cascade
 
     return tiny_cascade(minilm).save(tmp_path_factory.mktemp("tiny") / "model")

@@ -87,3 +87,18 @@ def test_toml_file_round_trip_and_file_errors(tmp_path):
 def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Outer(name="a").name = "b"
+
+
+def test_iter_jsonl_names_each_line_and_skips_blank_ones():
+    from openimagen.config import iter_jsonl
+    from openimagen.errors import InvalidArgumentError
+
+    text = '{"a": 1}\n\n  \n[2]\n'
+    assert list(iter_jsonl(text, "f.jsonl")) == [
+        ("f.jsonl line 1", {"a": 1}),
+        ("f.jsonl line 4", [2]),
+    ]
+    with pytest.raises(
+        InvalidArgumentError, match=r"f.jsonl line 2=.*one JSON object per line.*column"
+    ):
+        list(iter_jsonl('{"a": 1}\n{"a": \n', "f.jsonl"))

@@ -112,3 +112,54 @@ def test_a_failing_rename_puts_the_replaced_files_back(tmp_path, monkeypatch):
     assert _names(tmp_path) == ["a.png", "b.png"]
     assert (tmp_path / "a.png").read_bytes() == b"old a"
     assert (tmp_path / "b.png").read_bytes() == b"old b"
+
+
+# -- staged_directory: every atomic directory write (model dirs, exports, checkpoints) --------
+def test_staged_directory_appears_whole_at_the_end_of_the_block(tmp_path):
+    from openimagen.fileio import staged_directory
+
+    target = tmp_path / "model"
+    with staged_directory(target) as staged:
+        (staged / "a.json").write_text("1")
+        (staged / "sub").mkdir()
+        (staged / "sub" / "b.bin").write_bytes(b"2")
+        assert not target.exists()  # nothing at the target while it is being built
+        assert staged.parent == tmp_path and staged.name.startswith(".model.")
+    assert (target / "a.json").read_text() == "1"
+    assert (target / "sub" / "b.bin").read_bytes() == b"2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staged or old dir left
+
+
+def test_staged_directory_replaces_an_existing_directory_whole(tmp_path):
+    from openimagen.fileio import staged_directory
+
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with staged_directory(target) as staged:
+        (staged / "new.txt").write_text("new")
+        assert (target / "old.txt").read_text() == "old"  # the old one stays until the swap
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_failing_staged_directory_leaves_the_target_and_no_trace(tmp_path):
+    from openimagen.fileio import staged_directory
+
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"), staged_directory(target) as staged:
+        (staged / "half.txt").write_text("half")
+        raise RuntimeError("disk full")
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_staged_directory_names_and_permissions(tmp_path):
+    from openimagen import fileio
+
+    with fileio.staged_directory(tmp_path / "step_1", prefix=".tmp-step_1-") as staged:
+        assert staged.name.startswith(".tmp-step_1-")
+    mode = (tmp_path / "step_1").stat().st_mode & 0o777
+    assert mode == 0o777 & ~fileio._umask()  # as a plain mkdir, not mkdtemp's 0700

@@ -140,3 +140,23 @@ def test_save_images_writes_all_or_nothing_and_never_replaces_a_file(tmp_path):
     paths = save_images(images, tmp_path / "x.png", meta, overwrite=True)
     assert [p.name for p in paths] == ["x-0.png", "x-1.png", "x-grid.png"]
     assert read_png_metadata(tmp_path / "x-1.png")["seed"] == "1"
+
+
+def test_provenance_is_the_same_chunks_for_every_writer(tmp_path):
+    import json
+
+    from openimagen.cascade import SamplingConfig
+    from openimagen.images import provenance, read_png_metadata
+    from openimagen.version import __version__
+
+    sampling = [SamplingConfig(steps=3), SamplingConfig(guidance_weight=2.5)]
+    meta = provenance("a red circle", 7, "tiny", sampling)
+    assert list(meta) == ["prompt", "seed", "model_id", "sampling", "software"]
+    path = save_png(torch.zeros(3, 8, 8), tmp_path / "a.png", meta)
+    chunks = read_png_metadata(path)
+    assert chunks["seed"] == "7" and chunks["model_id"] == "tiny"
+    assert json.loads(chunks["sampling"]) == [s.to_dict() for s in sampling]
+    assert chunks["software"] == f"openimagen {__version__}"
+    # the server used to write the seed as a string: the chunk is the same either way
+    as_text = save_png(torch.zeros(3, 8, 8), tmp_path / "b.png", {**meta, "seed": "7"})
+    assert as_text.read_bytes() == path.read_bytes()

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from openimagen.cascade import EVALUATION_FILE
 from openimagen.errors import ModelDirectoryError
 from openimagen.modelcard import (
-    EVALUATION_FILE,
     read_model_card,
     record_evaluation,
     training_seconds,
@@ -17,7 +17,7 @@ from openimagen.modelcard import (
 
 
 def _rate(correct: int, total: int) -> dict:
-    from openimagen.eval.shapebench import wilson_interval
+    from openimagen.eval.stats import wilson_interval
 
     return {"correct": correct, "total": total, "accuracy": correct / total,
             "ci95": list(wilson_interval(correct, total))}  # fmt: skip

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from openimagen.version import __version__
 
 # Where the bundled shapes-world cascade lives once one is shipped (a model directory).
 BUNDLED_MODEL_DIR = Path(__file__).parent / "assets" / "shapes-cascade"

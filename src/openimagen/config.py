@@ -14,10 +14,11 @@ import os
 import sys
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
-from openimagen.errors import ConfigError
+from openimagen.errors import ConfigError, InvalidArgumentError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -84,6 +85,25 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
         return tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def iter_jsonl(text: str, name: str) -> Iterator[tuple[str, Any]]:
+    """``(where, value)`` for every non-blank line of the JSONL ``text`` read from ``name``.
+
+    ``where`` ("NAME line N") is for the caller's own errors about the value; a line that is
+    not JSON raises :class:`InvalidArgumentError` naming the line and the column.
+    """
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{name} line {number}"
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidArgumentError(
+                where, line, "one JSON object per line", f"Invalid JSON at column {exc.colno}: {exc.msg}."
+            ) from exc  # fmt: skip
+        yield where, value
 
 
 # -- internals -------------------------------------------------------------------------

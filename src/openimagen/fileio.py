@@ -2,6 +2,8 @@
 
 A reader (or a process restarted after ``kill -9``) sees either the old file or the new
 one, never a half-written one, because ``os.replace`` is atomic on POSIX and Windows.
+Whole directories (model directories, exported stages, training checkpoints) are built in
+:func:`staged_directory` and renamed into place the same way.
 """
 
 from __future__ import annotations
@@ -164,11 +166,31 @@ def atomic_save_file(tensors: dict, path: str | os.PathLike, metadata: dict | No
         handle.write(data)
 
 
-def temp_sibling_dir(target: str | os.PathLike) -> Path:
-    """A new empty directory beside ``target`` (same filesystem, so a rename can swap it in)."""
+@contextlib.contextmanager
+def staged_directory(target: str | os.PathLike, *, prefix: str | None = None) -> Iterator[Path]:
+    """Build a whole directory out of sight, then put it at ``target`` in one rename.
+
+    Yields a new empty directory beside ``target`` (same filesystem; its name starts with
+    ``prefix``, by default ``.<name>.``). When the block finishes, the directory is fsynced
+    and swapped into place by :func:`replace_directory` (an existing ``target`` is moved
+    aside, then deleted), and the parent is fsynced so the rename is durable. When the block
+    raises, the staged directory is removed and ``target`` is left as it was. A process
+    killed inside the block leaves only the hidden staged directory behind, never a
+    half-written ``target``.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staged = Path(tempfile.mkdtemp(prefix=prefix or f".{target.name}.", dir=target.parent))
+    try:
+        # mkdtemp makes the directory 0700; give it the mode a plain mkdir would (umask)
+        os.chmod(staged, 0o777 & ~_umask())
+        yield staged
+        _fsync_directory(staged)
+        replace_directory(staged, target)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    _fsync_directory(target.parent)
 
 
 def replace_directory(new: str | os.PathLike, target: str | os.PathLike) -> None:

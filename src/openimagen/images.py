@@ -20,6 +20,7 @@ from PIL import Image, PngImagePlugin
 
 from openimagen.errors import InvalidArgumentError
 from openimagen.fileio import atomic_write, atomic_write_files
+from openimagen.version import __version__
 from openimagen.watermark import METHOD, embed_watermark, is_markable
 
 # PNG tEXt key that marks a file as made by a generative model (read back by tests/tools).
@@ -55,6 +56,21 @@ def make_grid(images: torch.Tensor, columns: int | None = None, padding: int = 2
         top, left = padding + r * (h + padding), padding + col * (w + padding)
         grid[:, top : top + h, left : left + w] = images[i].detach().float().cpu()
     return grid
+
+
+def provenance(prompt: str, seed: int, model_id: str, sampling: Sequence[Any]) -> dict[str, Any]:
+    """The text chunks that record how a generated image was made (CLI, server, DrawBench).
+
+    ``sampling`` holds the stages' :class:`openimagen.cascade.SamplingConfig` (anything with
+    ``to_dict()``); the chunks are written in this order by :func:`png_bytes`.
+    """
+    return {
+        "prompt": prompt,
+        "seed": seed,
+        "model_id": model_id,
+        "sampling": [s.to_dict() for s in sampling],
+        "software": f"openimagen {__version__}",
+    }
 
 
 def png_bytes(

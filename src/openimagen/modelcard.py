@@ -22,14 +22,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from openimagen.cascade import CASCADE_FILE, read_cascade_config, read_stage_config
+from openimagen.cascade import (
+    CARD_FILE,
+    CASCADE_FILE,
+    EVALUATION_FILE,
+    TRAINING_FILE,
+    read_cascade_config,
+    read_stage_config,
+)
 from openimagen.errors import ModelDirectoryError
 from openimagen.fileio import atomic_write, atomic_write_json
 from openimagen.models.presets import count_parameters
 
-CARD_FILE = "README.md"
-TRAINING_FILE = "training.json"
-EVALUATION_FILE = "evaluation.json"
 # an attribute or category scoring under this all-correct rate is listed as a failure mode
 FAILURE_THRESHOLD = 0.5
 
@@ -302,9 +306,6 @@ def _failure_lines(evaluation: dict[str, Any], shapes: bool) -> list[str]:
 
 
 __all__ = [
-    "CARD_FILE",
-    "EVALUATION_FILE",
-    "TRAINING_FILE",
     "read_model_card",
     "record_evaluation",
     "render_model_card",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from test_cli import run
+from cli_testutil import run
 
 
 def test_eval_shapebench_writes_a_report_that_matches_what_it_prints(

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cascade_testutil import tiny_cascade
+from cli_testutil import run
 from openimagen.eval.drawbench import ModelSpec, batches, plan, read_manifest, run_drawbench
 from openimagen.eval.prompts import load_prompt_suite
-from test_cascade import tiny_cascade
-from test_cli import run
 
 PROMPTS = "Prompt,Category\nA red colored car.,Colors \nOne cat on a mat.,Counting\n\"A cat, a dog.\",Counting\n"  # fmt: skip
 PER_PROMPT = 4

@@ -16,11 +16,11 @@ import openai
 import pytest
 from PIL import Image
 
+from cascade_testutil import tiny_cascade
 from openimagen.images import to_pil
 from openimagen.policy import PromptPolicy
 from openimagen.serve import ServerThread, ServeSettings, create_app
 from openimagen.watermark import detect_watermark, embed_watermark
-from test_cascade import tiny_cascade
 
 KEY = "test-key-7f3a"
 RES = 64

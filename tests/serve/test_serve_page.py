@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
+from cascade_testutil import tiny_cascade
 from openimagen.serve import ServerThread, ServeSettings, create_app
-from test_cascade import tiny_cascade
 
 RES = 32
 KEY = "page-key-1"

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from test_cascade import tiny_cascade
+from cascade_testutil import tiny_cascade
 
 KEY = "process-key-9"
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cascade_testutil import tiny_cascade
 from openimagen.images import to_pil
 from openimagen.serve import ServerThread, ServeSettings, create_app
-from test_cascade import tiny_cascade
 
 RES = 32
 

@@ -186,3 +186,48 @@ def test_reader_sees_only_complete_entries_while_another_process_writes(tmp_path
                 seen.add(i)
     assert writer.wait(timeout=30) == 0
     assert len(seen) == count
+
+
+# -- an encoder's identity (text/cache.py owns what a cache_id is made of) --------------------
+def test_fingerprint_follows_the_defining_files_not_the_location(tmp_path):
+    from openimagen.text.cache import fingerprint_directory
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "t5"}')
+    (model / "model.safetensors").write_bytes(bytes(range(256)) * 64)
+    first = fingerprint_directory(model)
+    moved = tmp_path / "elsewhere" / "model"
+    moved.parent.mkdir()
+    model.rename(moved)
+    assert fingerprint_directory(moved) == first  # moving or copying keeps the cache
+    (moved / "README.md").write_text("notes")  # not a file that defines the computation
+    assert fingerprint_directory(moved) == first
+    (moved / "vocab.txt").write_text("[PAD]\n")  # a tokenizer file does
+    with_vocab = fingerprint_directory(moved)
+    assert with_vocab != first
+    (moved / "model.safetensors").write_bytes(bytes(range(256)) * 63 + bytes(256))
+    assert fingerprint_directory(moved) != with_vocab
+
+
+def test_large_weights_are_sampled_so_an_edit_in_a_sampled_block_shows(tmp_path):
+    from openimagen.text.cache import fingerprint_directory
+
+    (tmp_path / "model.bin").write_bytes(bytes(3 << 20))  # 3 MiB, above the limit below
+    before = fingerprint_directory(tmp_path, full_hash_limit=1 << 20)
+    with open(tmp_path / "model.bin", "r+b") as handle:
+        handle.seek((3 << 20) - 10)  # inside the last MiB, which is always read
+        handle.write(b"\x01")
+    assert fingerprint_directory(tmp_path, full_hash_limit=1 << 20) != before
+
+
+def test_encoder_cache_id_names_type_width_length_dtype(tmp_path):
+    from openimagen.text.cache import encoder_cache_id, fingerprint_directory
+
+    (tmp_path / "config.json").write_text("{}")
+
+    class Config:  # the two fields of a transformers config the id reads
+        model_type, hidden_size = "bert", 384
+
+    cache_id = encoder_cache_id(Config(), 48, torch.bfloat16, tmp_path, str(tmp_path))
+    assert cache_id == f"bert-384-L48-bfloat16-{fingerprint_directory(tmp_path)[:16]}"

@@ -12,8 +12,8 @@ from train_testutil import (
     write_toml,
 )
 
+from cli_testutil import run
 from openimagen.cascade import Cascade, read_cascade_config
-from test_cli import run
 
 
 def test_train_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path, capsys):

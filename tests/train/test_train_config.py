@@ -151,7 +151,7 @@ def test_an_unreadable_image_is_one_line_with_or_without_loader_workers(tmp_path
 
 def test_train_lr_factor_warms_up_holds_then_decays_to_zero():
     from openimagen.train.config import TrainConfig
-    from openimagen.train.trainer import lr_factor
+    from openimagen.train.parts import lr_factor
 
     base = make_config(optim={"warmup_steps": 10}, train={"steps": 100})
     constant = TrainConfig.from_dict(base)

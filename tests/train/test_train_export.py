@@ -84,7 +84,11 @@ def test_export_refuses_a_stage_that_does_not_chain(trained, tmp_path):
     base, sr = trained
     alone = tmp_path / "sr-alone"
     export_stage(sr.output_dir, alone)  # no cascade there: a bare stage directory
-    assert sorted(p.name for p in alone.iterdir()) == ["config.json", "model.safetensors", "training.json"]
+    assert sorted(p.name for p in alone.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "training.json",
+    ]
     with pytest.raises(ModelDirectoryError):
         export_stage(sr.output_dir, alone)  # not empty, not a cascade
     model_dir = tmp_path / "model"

@@ -14,13 +14,13 @@ from typing import Any, Literal
 
 import torch
 
-from openimagen.diffusion.objectives import Prediction, _check_prediction, prediction_to_x0
+from openimagen.diffusion.names import THRESHOLDS
+from openimagen.diffusion.objectives import Prediction, check_prediction, prediction_to_x0
 from openimagen.diffusion.schedule import Schedule
 from openimagen.errors import InvalidArgumentError, InvalidTypeError, ShapeError
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
 ModelFn = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
-THRESHOLDS: tuple[str, ...] = ("none", "static", "dynamic")
 
 
 # -- 1. a network as a denoiser --------------------------------------------------------------
@@ -29,7 +29,7 @@ def model_to_denoiser(model_fn: ModelFn, schedule: Schedule, prediction: Predict
 
     The raw eps / v / x0 output is converted to x0_hat at the log-SNR ``schedule(t)``.
     """
-    _check_prediction(prediction)
+    check_prediction(prediction)
 
     def denoiser(x_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
         raw = model_fn(x_t, t, cond)  # [B, ...]
@@ -189,7 +189,6 @@ def _check_percentile(percentile: float) -> None:
 
 
 __all__ = [
-    "THRESHOLDS",
     "Denoiser",
     "ModelFn",
     "apply_threshold",

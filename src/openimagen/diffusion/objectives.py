@@ -46,7 +46,8 @@ def _per_sample(value: torch.Tensor, like: torch.Tensor, name: str = "logsnr") -
     return value.reshape(-1, *([1] * (like.ndim - 1)))  # [B, 1, ..., 1]
 
 
-def _check_prediction(prediction: str) -> None:
+def check_prediction(prediction: str) -> None:
+    """Refuse a prediction kind that is not one of :data:`PREDICTIONS`."""
     if prediction not in PREDICTIONS:
         raise InvalidArgumentError(
             "prediction", prediction, "one of " + ", ".join(repr(p) for p in PREDICTIONS)
@@ -95,7 +96,7 @@ def prediction_to_x0(
     pred: torch.Tensor, x_t: torch.Tensor, logsnr: torch.Tensor, prediction: Prediction
 ) -> torch.Tensor:
     """Turn a network output of kind ``prediction`` ("eps", "v" or "x0") into x0_hat."""
-    _check_prediction(prediction)
+    check_prediction(prediction)
     _check_same_shape("pred", pred, x_t)
     if prediction == "eps":
         return x0_from_eps(x_t, pred, logsnr)
@@ -124,7 +125,7 @@ def diffusion_loss(
     min(snr, gamma) / snr, in v space min(snr, gamma) / (snr + 1), in x0 space min(snr, gamma).
     ``reduction="none"`` returns the per-sample losses [B]; "mean" their mean.
     """
-    _check_prediction(prediction)
+    check_prediction(prediction)
     _check_same_shape("pred", pred, x0)
     _check_same_shape("noise", noise, x0)
     if reduction not in REDUCTIONS:
@@ -156,7 +157,7 @@ def min_snr_weight(logsnr: torch.Tensor, prediction: Prediction, gamma: float) -
     snr = exp(logsnr). eps: min(snr, g) / snr = min(1, g e^-lambda); v: min(snr, g) / (snr + 1)
     = min(sigmoid(lambda), g sigmoid(-lambda)); x0: min(snr, g) = exp(min(lambda, log g)).
     """
-    _check_prediction(prediction)
+    check_prediction(prediction)
     logsnr = torch.as_tensor(logsnr)
     log_gamma = torch.log(torch.as_tensor(gamma, dtype=logsnr.dtype, device=logsnr.device))
     if prediction == "eps":
@@ -169,6 +170,7 @@ def min_snr_weight(logsnr: torch.Tensor, prediction: Prediction, gamma: float) -
 __all__ = [
     "PREDICTIONS",
     "Prediction",
+    "check_prediction",
     "diffusion_loss",
     "eps_from_x0",
     "min_snr_weight",

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from openimagen.diffusion.guidance import Denoiser
+from openimagen.diffusion.names import SAMPLER_NAMES
 from openimagen.diffusion.schedule import Schedule, alpha_sigma
 from openimagen.errors import InvalidArgumentError, InvalidTypeError, ShapeError
 
@@ -268,6 +269,7 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "ddim": ddim,
     "dpmpp_2m": dpm_solver_pp_2m,
 }
+assert tuple(SAMPLERS) == SAMPLER_NAMES, "diffusion/names.py lists every sampler, in order"
 
 
 def get_sampler(name: str) -> Callable[..., torch.Tensor]:

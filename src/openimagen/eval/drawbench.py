@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from openimagen.cascade.sampling import MAX_SEED
 from openimagen.errors import InvalidArgumentError
 from openimagen.eval.prompts import Prompt, PromptSuite
 from openimagen.fileio import atomic_write, atomic_write_json
@@ -47,7 +48,6 @@ RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.jsonl"
 # images per prompt are at most this many, so seeds of different prompts never overlap
 SEED_STRIDE = 1000
-MAX_SEED = 2**62
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # a process waits this long for the others at the end of a run (their shares can differ)
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)
@@ -326,8 +326,7 @@ def _draw_batch(
     cascade: Any, batch: list[ImageJob], out_dir: Path, overrides: dict, num_stages: int | None
 ) -> list[ImageJob]:
     """Draw a whole batch (so its images equal an uninterrupted run's); write missing files."""
-    from openimagen import __version__
-    from openimagen.images import save_png
+    from openimagen.images import provenance, save_png
 
     sampling = [s.replace(**overrides) for s in cascade.sampling]
     images = cascade.generate(
@@ -336,15 +335,13 @@ def _draw_batch(
         sampling=sampling,
         num_stages=num_stages,
     )  # [N, 3, R, R]
-    used = [s.to_dict() for s in sampling[: num_stages or len(sampling)]]
+    used = sampling[: num_stages or len(sampling)]
     new = []
     for job, image in zip(batch, images, strict=True):
         path = out_dir / job.path
         if path.is_file():  # written before an interruption: never rewritten
             continue
-        meta = {"prompt": job.prompt.text, "seed": str(job.seed), "model_id": cascade.model_id,
-                "sampling": used, "software": f"openimagen {__version__}"}  # fmt: skip
-        save_png(image, path, meta)
+        save_png(image, path, provenance(job.prompt.text, job.seed, cascade.model_id, used))
         new.append(job)
     return new
 

@@ -2,7 +2,7 @@
 
 For each question (quality, alignment), overall and per category, the share of votes that
 prefer each model and the share that are indifferent; each share is a binomial proportion
-of that block's votes with its Wilson score interval (:func:`openimagen.eval.shapebench.wilson_interval`).
+of that block's votes with its Wilson score interval (:func:`openimagen.eval.stats.wilson_interval`).
 The three shares of a block sum to 1. The plot follows the paper's DrawBench figure: one
 bar per category, split into the two models' preference rates (and indifference between).
 """
@@ -15,7 +15,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from openimagen.eval.shapebench import wilson_interval
+from openimagen.eval.stats import wilson_interval
 from openimagen.eval.votes import QUESTIONS, VOTE_COLUMNS
 
 OVERALL = "all"

@@ -24,8 +24,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from openimagen.config import iter_jsonl
 from openimagen.errors import InvalidArgumentError
-from openimagen.text.encoder import check_prompt
+from openimagen.text import check_prompt
 
 DRAWBENCH_SOURCE = (
     "DrawBench (Saharia et al., 2022, arXiv 2205.11487): the authors' public prompt sheet, "
@@ -164,18 +165,9 @@ def _parse_csv(text: str, name: str) -> list[Prompt]:
 
 def _parse_jsonl(text: str, name: str) -> list[Prompt]:
     prompts: list[Prompt] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{name} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(
-                where, line, "one JSON object per line", f"Invalid JSON at column {exc.colno}: {exc.msg}."
-            ) from exc  # fmt: skip
+    for where, record in iter_jsonl(text, name):
         if not isinstance(record, dict):
-            raise InvalidArgumentError(where, line, 'an object {"prompt": ..., "category": ...}')
+            raise InvalidArgumentError(where, record, 'an object {"prompt": ..., "category": ...}')
         fields = {k.lower(): v for k, v in record.items()}
         prompts.append(_prompt(where, len(prompts), fields.get("prompt"), fields.get("category")))
     return _non_empty(prompts, name)

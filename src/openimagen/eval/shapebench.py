@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from openimagen.config import iter_jsonl
 from openimagen.data.shapes import (
     RELATIONS,
     SIZES,
@@ -44,21 +43,10 @@ from openimagen.data.shapes import (
 )
 from openimagen.errors import InvalidArgumentError
 from openimagen.eval.detector import DetectedObject, Detection, detect
+from openimagen.eval.stats import wilson_interval
 
 ATTRIBUTES = ("count", "color", "shape", "size", "relation", "background")
 CATEGORIES = ("single_object", "size", "counting", "two_objects", "relation", "group_relation")
-_Z95 = 1.959963984540054  # standard normal quantile at 0.975
-
-
-def wilson_interval(successes: int, total: int, z: float = _Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0, 1) when ``total`` is 0."""
-    if total == 0:
-        return (0.0, 1.0)
-    p = successes / total
-    denom = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denom
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,25 +232,13 @@ def load_prompt_file(path: str | os.PathLike) -> list[ShapeSpec]:
     """Read a JSONL prompt file, one spec per line; errors name the line and the field."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidArgumentError(
             "prompts", str(path), "a readable UTF-8 JSONL file", str(exc)
         ) from exc
     specs = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {number}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(
-                where,
-                line,
-                "one JSON object per line",
-                f"Invalid JSON at column {exc.colno}: {exc.msg}.",
-            ) from exc
+    for where, data in iter_jsonl(text, str(path)):
         spec = ShapeSpec.from_dict(data, where=f"{where}: spec")
         if not spec.prompt.strip():
             raise InvalidArgumentError(

@@ -195,7 +195,6 @@ class EfficientUNet(nn.Module):
             raise InvalidTypeError("config", config, "a UNetConfig")
         self.config = cfg = config
         chs = cfg.level_channels()
-        n = cfg.num_levels
         d = cfg.cond_dim
         in_ch = cfg.in_channels * (2 if cfg.super_resolution else 1)
         self.init_conv = nn.Conv2d(in_ch, cfg.base_channels, 3, padding=1)
@@ -208,42 +207,42 @@ class EfficientUNet(nn.Module):
         self.pool_proj = nn.Linear(cfg.text_embed_dim, d)  # pooled text -> conditioning vector
         self.null_pooled = nn.Parameter(torch.zeros(d))  # pooled embedding of an empty mask
 
-        # down path: one skip per level, taken at the level's output
+        self.down = self._down_path()
+        # middle, at the lowest resolution (ours: res block, attention as the last level, res block)
+        prev = chs[-1]
+        self.mid = _Level(prev, prev, 2, cfg, cfg.self_attention_levels[-1],
+                          cfg.cross_attention_levels[-1], None, None)  # fmt: skip
+        self.up = self._up_path()
+        prev = chs[0]  # the up path ends at level 0's width
+
+        self.out_norm = group_norm(prev)
+        self.out_conv = nn.Conv2d(prev, cfg.out_channels, 3, padding=1)
+
+        # every res block's (scale, shift) from ONE linear layer (fewer kernel launches)
+        self._film_sizes = [s for lv in self._levels() for s in lv.film_sizes()]
+        self.film = nn.Linear(d, sum(self._film_sizes))
+
+    def _down_path(self) -> nn.ModuleList:
+        """One level per resolution, highest first; one skip per level, at its output."""
+        cfg, chs, n = self.config, self.config.level_channels(), self.config.num_levels
         eff = cfg.memory_efficient
-        self.down = nn.ModuleList()
-        prev = cfg.base_channels
         first = eff and cfg.downsample_first  # level 0 works at half resolution too
+        down, prev = nn.ModuleList(), cfg.base_channels
         for i in range(n):
             before = Downsample(prev, prev) if (eff and (i > 0 or first)) else None
             after = Downsample(chs[i], chs[i]) if (not eff and i < n - 1) else None
-            self.down.append(
-                _Level(
-                    prev,
-                    chs[i],
-                    cfg.num_res_blocks[i],
-                    cfg,
-                    cfg.self_attention_levels[i],
-                    cfg.cross_attention_levels[i],
-                    before,
-                    after,
-                )
-            )
+            down.append(_Level(prev, chs[i], cfg.num_res_blocks[i], cfg,
+                               cfg.self_attention_levels[i], cfg.cross_attention_levels[i],
+                               before, after))  # fmt: skip
             prev = chs[i]
+        return down
 
-        # middle, at the lowest resolution (ours: res block, attention as the last level, res block)
-        self.mid = _Level(
-            prev,
-            prev,
-            2,
-            cfg,
-            cfg.self_attention_levels[-1],
-            cfg.cross_attention_levels[-1],
-            None,
-            None,
-        )
-
-        # up path: concat the (scaled) skip, res blocks, attention, then upsample
-        self.up = nn.ModuleList()
+    def _up_path(self) -> nn.ModuleList:
+        """Lowest resolution first: concat the (scaled) skip, res blocks, attention, upsample."""
+        cfg, chs, n = self.config, self.config.level_channels(), self.config.num_levels
+        eff = cfg.memory_efficient
+        first = eff and cfg.downsample_first
+        up, prev = nn.ModuleList(), chs[-1]
         for i in reversed(range(n)):
             block_in = prev + chs[i]
             if eff:
@@ -255,27 +254,11 @@ class EfficientUNet(nn.Module):
             else:
                 before = Upsample(prev, prev) if i < n - 1 else None
                 after = None
-            self.up.append(
-                _Level(
-                    prev,
-                    chs[i],
-                    cfg.num_res_blocks[i],
-                    cfg,
-                    cfg.self_attention_levels[i],
-                    cfg.cross_attention_levels[i],
-                    before,
-                    after,
-                    block_in=block_in,
-                )
-            )
+            up.append(_Level(prev, chs[i], cfg.num_res_blocks[i], cfg,
+                             cfg.self_attention_levels[i], cfg.cross_attention_levels[i],
+                             before, after, block_in=block_in))  # fmt: skip
             prev = chs[i - 1] if (eff and i > 0) else chs[i]
-
-        self.out_norm = group_norm(prev)
-        self.out_conv = nn.Conv2d(prev, cfg.out_channels, 3, padding=1)
-
-        # every res block's (scale, shift) from ONE linear layer (fewer kernel launches)
-        self._film_sizes = [s for lv in self._levels() for s in lv.film_sizes()]
-        self.film = nn.Linear(d, sum(self._film_sizes))
+        return up
 
     def _levels(self) -> list[_Level]:
         return [*self.down, self.mid, *self.up]

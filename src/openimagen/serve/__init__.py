@@ -3,29 +3,22 @@
 ``create_app(cascade, settings)`` builds the ASGI app; ``run_server(model_dir, host, port)``
 loads a model and serves it (``openimagen serve``). See docs/serving.md.
 
-The names below are imported on first use, so ``openimagen.serve.cli`` (which the main CLI
-imports to register its subcommands) loads neither FastAPI nor torch.
+The names below are imported on first use (:mod:`openimagen.lazy`), so the command line
+(which reads :mod:`.settings` to show the server's defaults) loads neither FastAPI nor torch.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "create_app": "openimagen.serve.app",
-    "ImageStore": "openimagen.serve.files",
-    "png_bytes": "openimagen.serve.files",
-    "ServerThread": "openimagen.serve.server",
-    "run_server": "openimagen.serve.server",
-    "ServeSettings": "openimagen.serve.settings",
-}
+from openimagen.lazy import lazy_exports
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'openimagen.serve' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
+if TYPE_CHECKING:
+    from openimagen.serve.app import create_app
+    from openimagen.serve.files import ImageStore, png_bytes
+    from openimagen.serve.server import ServerThread, run_server
+    from openimagen.serve.settings import ServeSettings
 
 __all__ = ["ImageStore", "ServeSettings", "ServerThread", "create_app", "png_bytes", "run_server"]
+
+__getattr__ = lazy_exports(__name__, ["settings", "files", "server", "app"])

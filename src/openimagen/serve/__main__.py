@@ -1,30 +1,12 @@
-"""``python -m openimagen.serve --model DIR``: the server without the full CLI."""
+"""``python -m openimagen.serve --model DIR ...``: the same as ``openimagen serve``.
 
-from __future__ import annotations
+It runs ``python -m openimagen serve ...`` in this process (:mod:`runpy`), so the serving
+package, which sits below the command line in the layers, imports nothing from it.
+"""
 
-import argparse
-import logging
+import runpy
 import sys
 
-from openimagen.errors import OpenImagenError
-from openimagen.serve.cli import add_serve_arguments, cmd_serve
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m openimagen.serve",
-        description="Serve a model over an OpenAI-compatible HTTP API with a web page.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_serve_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return cmd_serve(args)
-    except OpenImagenError as exc:
-        print(f"openimagen serve: error: {exc}", file=sys.stderr)
-        return 2
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.argv[1:1] = ["serve"]
+    runpy.run_module("openimagen", run_name="__main__", alter_sys=True)

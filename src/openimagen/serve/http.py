@@ -1,4 +1,5 @@
-"""The HTTP edge of the API: OpenAI-shaped errors, the Host / API-key guard, JSON bodies.
+"""The HTTP edge of the API: OpenAI-shaped errors, the Host / API-key guard, JSON bodies,
+the pages' security headers.
 
 Everything here runs before a request is looked at as an image request: an error is an
 :class:`APIError` answered as ``{"error": {"message", "type", "param", "code"}}``.
@@ -6,6 +7,7 @@ Everything here runs before a request is looked at as an image request: an error
 
 from __future__ import annotations
 
+import importlib.resources
 import ipaddress
 import json
 import math
@@ -13,13 +15,27 @@ import secrets
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from openimagen.serve.settings import ServeSettings
 
 # a request is one flat object; anything nested deeper is refused before it is looked at
 MAX_JSON_DEPTH = 4
+# the headers of every page and script served (the API's page and the rating page)
+PAGE_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+    "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def static_page(name: str) -> Response:
+    """A page (``.html``) or script (``.js``) of ``serve/static/``, with the security headers."""
+    media_type = "text/html" if name.endswith(".html") else "text/javascript"
+    data = (importlib.resources.files("openimagen.serve") / "static" / name).read_bytes()
+    return Response(data, media_type=f"{media_type}; charset=utf-8", headers=PAGE_SECURITY_HEADERS)
 
 
 class APIError(Exception):
@@ -207,3 +223,17 @@ async def read_json_body(request: Request, limit: int) -> Any:
         'a flat JSON object such as {"prompt": "a red circle"}',
         code="invalid_json",
     )
+
+
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "PAGE_SECURITY_HEADERS",
+    "APIError",
+    "GuardMiddleware",
+    "error_response",
+    "invalid_value",
+    "is_int",
+    "is_number",
+    "read_json_body",
+    "static_page",
+]

@@ -152,3 +152,14 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+__all__ = [
+    "API_KEY_ENV",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "ServerThread",
+    "run_server",
+    "settings_for_host",
+    "settings_from_env",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from openimagen.cascade.sampling import LIMITS
 from openimagen.config import Config
 from openimagen.errors import ConfigError
 
@@ -51,6 +52,9 @@ class ServeSettings(Config):
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: expected an integer >= 1")
+        steps = LIMITS["steps"]
+        if not steps.allows(self.max_steps):  # what a stage's SamplingConfig accepts
+            raise ConfigError(f"max_steps={self.max_steps}: expected {steps.describe()}")
         if self.image_ttl_s <= 0:
             raise ConfigError(f"image_ttl_s={self.image_ttl_s}: expected a number > 0")
         if self.api_key is not None and not self.api_key.strip():
@@ -68,3 +72,6 @@ class ServeSettings(Config):
             + ", ".join(f"{f.name}={getattr(shown, f.name)!r}" for f in dataclasses.fields(self))
             + ")"
         )
+
+
+__all__ = ["LOOPBACK_NAMES", "ServeSettings"]

@@ -21,11 +21,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from openimagen.errors import OpenImagenError
+
+if TYPE_CHECKING:
+    from openimagen.cascade import Cascade, SamplingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class Job:
 
     prompts: list[str]
     seeds: list[int]
-    sampling: tuple[Any, ...]  # one SamplingConfig per stage
+    sampling: tuple[SamplingConfig, ...]  # one per stage
     metadata: list[dict[str, Any]]  # provenance for each image
     job_id: str | None = None
     future: concurrent.futures.Future = dataclasses.field(default_factory=concurrent.futures.Future)
@@ -58,7 +61,7 @@ class GenerationWorker:
 
     def __init__(
         self,
-        cascade: Any,
+        cascade: Cascade,
         encode: Callable[[torch.Tensor, dict[str, Any]], bytes],
         *,
         max_queue: int = 16,
@@ -244,3 +247,6 @@ class GenerationWorker:
             logger.error("generation failed for a request of %d images", job.size, exc_info=exc)
         job.state = "failed"
         job.future.set_exception(exc)
+
+
+__all__ = ["GenerationWorker", "Job", "QueueFullError"]

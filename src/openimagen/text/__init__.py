@@ -2,7 +2,7 @@
 
 ``load_text_encoder("minilm")`` gives the bundled pretrained all-MiniLM-L6-v2 (offline);
 ``load_text_encoder(path_or_hub_id)`` any T5 (encoder only) or encoder-only Hugging Face
-model. ``TextEmbeddingCache`` + ``encode_with_cache`` / ``fill_cache`` precompute and reuse
+model. ``check_prompt`` is the one check an image prompt passes (CLI, server, cascade). ``TextEmbeddingCache`` + ``encode_with_cache`` / ``fill_cache`` precompute and reuse
 the embeddings of training prompts, as Imagen does with T5-XXL.
 """
 
@@ -16,9 +16,10 @@ from openimagen.text.encoder import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_TEXT_ENCODER,
     TextEncoder,
-    load_text_encoder,
+    check_prompt,
+    check_texts,
 )
-from openimagen.text.huggingface import TEXT_ENCODER_ALIASES, HFTextEncoder
+from openimagen.text.huggingface import TEXT_ENCODER_ALIASES, HFTextEncoder, load_text_encoder
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
@@ -28,6 +29,8 @@ __all__ = [
     "TextEmbeddingCache",
     "TextEncoder",
     "cache_key",
+    "check_prompt",
+    "check_texts",
     "encode_with_cache",
     "fill_cache",
     "load_text_encoder",

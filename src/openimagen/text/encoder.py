@@ -1,14 +1,15 @@
-"""The text-encoder interface and the one function that builds an encoder from a name.
+"""The text-encoder interface and the checks every prompt passes.
 
 Imagen (Saharia et al., 2022, sec. 2.1) conditions every diffusion stage on the token
 embeddings of a *frozen* pretrained language model (T5-XXL in the paper). Here a text
-encoder is anything with the small interface below; :func:`load_text_encoder` turns the
-string stored in ``cascade.json`` ("minilm", a local directory or a hub id) into one.
+encoder is anything with the small interface below;
+:func:`openimagen.text.huggingface.load_text_encoder` turns the string stored in
+``cascade.json`` ("minilm", a local directory or a hub id) into one. This module imports no
+other module of ``openimagen.text``: the encoders and the cache build on it.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -50,26 +51,6 @@ class TextEncoder(Protocol):
         ordinary tensors (not inference tensors), so they can feed a model being trained.
         """
         ...
-
-
-def load_text_encoder(
-    name_or_path: str | os.PathLike = DEFAULT_TEXT_ENCODER,
-    *,
-    max_length: int | None = None,
-    device: str | torch.device | None = None,
-) -> TextEncoder:
-    """Load a frozen text encoder by alias ("minilm"), local directory or Hugging Face hub id.
-
-    T5-family checkpoints (t5, mt5, umt5) load as their encoder-only model, so the decoder
-    weights are never materialised; any other encoder-only model loads with ``AutoModel``.
-    A hub id is fetched only where this machine reaches a hub (or finds it in the local
-    Hugging Face cache); tests and the bundled default never touch the network.
-    """
-    from openimagen.text.huggingface import HFTextEncoder
-
-    if max_length is None:
-        max_length = DEFAULT_MAX_LENGTH
-    return HFTextEncoder(name_or_path, max_length=max_length, device=device)
 
 
 def check_texts(texts: object, name: str = "texts") -> list[str]:
@@ -139,5 +120,4 @@ __all__ = [
     "TextEncoder",
     "check_prompt",
     "check_texts",
-    "load_text_encoder",
 ]

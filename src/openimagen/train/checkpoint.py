@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from openimagen.errors import ModelDirectoryError
-from openimagen.fileio import _fsync_directory, atomic_write
+from openimagen.fileio import atomic_write, staged_directory
 
 logger = logging.getLogger(__name__)
 
@@ -147,35 +147,28 @@ def save_checkpoint(
 ) -> Path:
     """Write ``tensors`` (file stem -> tensors) and ``state`` as checkpoint ``step``.
 
-    Built in ``root/.tmp-step_N-PID``, every file fsynced, renamed to ``root/step_N``; then
-    ``root/latest`` is updated and all but the newest ``keep_last`` checkpoints deleted.
+    Built in ``root/.tmp-step_N-PID-*`` (:func:`openimagen.fileio.staged_directory`), every
+    file fsynced, renamed to ``root/step_N``; then ``root/latest`` is updated and all but
+    the newest ``keep_last`` checkpoints deleted.
     """
     from safetensors.torch import save
 
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    files = {}
     kill_at = os.environ.get(KILL_ENV)
-    for index, (stem, group) in enumerate(tensors.items()):
-        data = save({k: v.detach().cpu().contiguous() for k, v in group.items()})
-        _write_synced(tmp / f"{stem}.safetensors", data)
-        files[f"{stem}.safetensors"] = {"size": len(data), "sha256": _sha256(data)}
-        if kill_at is not None and int(kill_at) == step and index == 0:
-            logger.warning("%s=%s: killing this process mid-checkpoint", KILL_ENV, kill_at)
-            os.kill(os.getpid(), signal.SIGKILL)
-    body = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "step": step, "files": files}
-    body.update(state)
-    _write_synced(tmp / STATE_FILE, json.dumps(body, indent=1, sort_keys=True).encode())
-    _fsync_directory(tmp)
-    if final.exists():  # re-writing a step after resuming from an earlier one
-        old = root / f".old-{final.name}-{os.getpid()}"
-        os.rename(final, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.rename(tmp, final)
-    _fsync_directory(root)
+    # an existing step_N (re-written after resuming from an earlier step) is swapped out
+    with staged_directory(final, prefix=f".tmp-{final.name}-{os.getpid()}-") as tmp:
+        files = {}
+        for index, (stem, group) in enumerate(tensors.items()):
+            data = save({k: v.detach().cpu().contiguous() for k, v in group.items()})
+            _write_synced(tmp / f"{stem}.safetensors", data)
+            files[f"{stem}.safetensors"] = {"size": len(data), "sha256": _sha256(data)}
+            if kill_at is not None and int(kill_at) == step and index == 0:
+                logger.warning("%s=%s: killing this process mid-checkpoint", KILL_ENV, kill_at)
+                os.kill(os.getpid(), signal.SIGKILL)
+        body = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "step": step, "files": files}
+        body.update(state)
+        _write_synced(tmp / STATE_FILE, json.dumps(body, indent=1, sort_keys=True).encode())
     with atomic_write(root / LATEST_FILE, "w") as handle:
         handle.write(final.name + "\n")
     prune_checkpoints(root, keep_last)
@@ -187,10 +180,11 @@ def prune_checkpoints(root: Path, keep_last: int) -> None:
     steps = list_checkpoints(root)
     for path in steps[:-keep_last]:
         shutil.rmtree(path, ignore_errors=True)
-    for path in root.glob(".tmp-step_*"):
-        shutil.rmtree(path, ignore_errors=True)
-    for path in root.glob(".old-step_*"):
-        shutil.rmtree(path, ignore_errors=True)
+    # what a killed process left: staged (.tmp-step_*) or swapped-out (.step_*.old) step
+    # directories, and .old-step_* from openimagen versions before fileio.staged_directory
+    for pattern in (".tmp-step_*", ".step_*.old", ".old-step_*"):
+        for path in root.glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_synced(path: Path, data: bytes) -> None:

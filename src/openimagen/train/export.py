@@ -11,35 +11,30 @@ Where it goes depends on the target and the stage:
 * no cascade there and an SR stage: a bare stage directory (``config.json`` +
   ``model.safetensors``), to be exported again into a cascade later.
 
-Everything is written to a temporary directory and renamed into place.
+The files are written by :mod:`openimagen.cascade.modeldir` (each directory built aside,
+then renamed into place); no text encoder is loaded.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import types
 from pathlib import Path
 
 import torch
 
 from openimagen.cascade import (
     CASCADE_FILE,
-    Cascade,
-    CascadeConfig,
+    TRAINING_FILE,
     SamplingConfig,
     Stage,
     StageConfig,
-    StageEntry,
-    check_stages,
+    put_stage,
     read_cascade_config,
-    read_stage_config,
-    save_stage,
-    stage_dir_name,
+    write_model_directory,
+    write_stage_directory,
 )
-from openimagen.errors import ModelDirectoryError
-from openimagen.fileio import atomic_write_json, replace_directory, temp_sibling_dir
-from openimagen.modelcard import TRAINING_FILE, training_record, write_model_card
+from openimagen.errors import ConfigError, ModelDirectoryError
+from openimagen.modelcard import training_record, write_model_card
 from openimagen.train import checkpoint as ckpt
 
 
@@ -62,8 +57,6 @@ def load_ema_stage(checkpoint: str | os.PathLike) -> tuple[Stage, dict]:
     """
     path = resolve_checkpoint(checkpoint)
     state, tensors = ckpt.read_checkpoint(path)
-    from openimagen.config import ConfigError
-
     try:
         stage_config = StageConfig.from_dict(state["stage_config"], where=f"{path}: stage_config")
     except (KeyError, ConfigError) as exc:
@@ -114,25 +107,21 @@ def export_stage(
             f"{out} exists and is not an openimagen model directory ({CASCADE_FILE} missing); "
             "choose an empty or new directory, or pass overwrite=True"
         )
+    records = {TRAINING_FILE: record}
     if not stage.is_super_resolution:
-        encoder = types.SimpleNamespace(
-            name=text["encoder"],
-            dim=stage.config.unet.text_embed_dim,
-            max_length=text["max_length"],
+        write_model_directory(
+            out,
+            [stage],
+            [sampling],
+            text_encoder=text["encoder"],
+            text_max_length=text["max_length"],
+            dtype=dtype,
+            overwrite=True,
+            records=[records],
         )
-        Cascade(encoder, [stage], [sampling]).save(out, dtype=dtype, overwrite=True)
-        atomic_write_json(out / stage_dir_name(0, stage) / TRAINING_FILE, record)
         write_model_card(out)
         return out
-    tmp = temp_sibling_dir(out)
-    try:
-        save_stage(stage, tmp, dtype=dtype)
-        atomic_write_json(tmp / TRAINING_FILE, record)
-        replace_directory(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return write_stage_directory(stage, out, dtype=dtype, records=records)
 
 
 def _into_cascade(
@@ -143,6 +132,7 @@ def _into_cascade(
     dtype: torch.dtype,
     record: dict,
 ) -> Path:
+    """Put the stage into the cascade at ``directory``, trained with its text encoder."""
     config = read_cascade_config(directory)
     encoder = text["encoder"]
     if config.text_encoder != encoder:
@@ -155,36 +145,7 @@ def _into_cascade(
             f"{directory} encodes prompts to {config.text_max_length} tokens but the stage was "
             f"trained on {text['max_length']} (text.max_length); train it with the same length"
         )
-    entries = list(config.stages)
-    configs = [read_stage_config(directory / e.path) for e in entries]
-    new = stage.config
-    if not new.unet.super_resolution:
-        index = 0
-    else:
-        same = [i for i, c in enumerate(configs) if c.lowres_resolution == new.lowres_resolution]
-        index = same[0] if same else len(entries)
-    configs[index : index + 1] = [new]
-    check_stages(configs, text_dim=new.unet.text_embed_dim, where=str(directory))
-    name = stage_dir_name(index, stage)
-    entry = StageEntry(path=name, sampling=sampling)
-    old_path = entries[index].path if index < len(entries) else None
-    entries[index : index + 1] = [entry]
-    tmp = temp_sibling_dir(directory / name)
-    try:
-        save_stage(stage, tmp, dtype=dtype)
-        atomic_write_json(tmp / TRAINING_FILE, record)
-        replace_directory(tmp, directory / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    atomic_write_json(
-        directory / CASCADE_FILE,
-        CascadeConfig.from_dict(
-            {**config.to_dict(), "stages": [e.to_dict() for e in entries]}
-        ).to_dict(),
-    )
-    if old_path and old_path != name:
-        shutil.rmtree(directory / old_path, ignore_errors=True)
+    put_stage(directory, stage, sampling, dtype=dtype, records={TRAINING_FILE: record})
     return directory
 
 

@@ -8,15 +8,23 @@ run repeats the uninterrupted one exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from openimagen.cascade import SamplingConfig, Stage, StageConfig, prepare_lowres
+from openimagen.cascade import SamplingConfig, Stage, StageConfig
 from openimagen.data.sources import downsample, item_index, prepare_image
-from openimagen.diffusion import diffusion_loss, get_schedule, q_sample, randn_per_sample
+from openimagen.diffusion import (
+    diffusion_loss,
+    get_schedule,
+    prepare_lowres,
+    q_sample,
+    randn_per_sample,
+)
+from openimagen.errors import OpenImagenError
 from openimagen.train.config import TrainConfig
 from openimagen.train.logging import MetricsLogger
 
@@ -97,15 +105,29 @@ class MicroBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, list[str], int]:
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, list[str], int] | DataFailure:
         step, r = divmod(k, self.config.train.grad_accum)
         per_round = self.micro * self.world
         first = self.start + step * self.config.train.batch_size + r * per_round
         first += self.rank * self.micro
-        images, captions = load_images(
-            self.config, self.stage, self.source, range(first, first + self.micro)
-        )
+        try:
+            images, captions = load_images(
+                self.config, self.stage, self.source, range(first, first + self.micro)
+            )
+        except OpenImagenError as exc:
+            if torch.utils.data.get_worker_info() is None:  # the main process: raise it here
+                raise
+            # in a worker, torch would re-raise it as a RuntimeError holding a traceback
+            return DataFailure(str(exc))
         return images, captions, first
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFailure:
+    """What a DataLoader worker returns instead of a batch when the data is bad (a user
+    error): the trainer raises it in the main process as one line."""
+
+    message: str
 
 
 def sample_generators(seed: int, first: int, count: int) -> list[torch.Generator]:
@@ -202,6 +224,7 @@ class SampleGrid:
 
 
 __all__ = [
+    "DataFailure",
     "MicroBatches",
     "SampleGrid",
     "TextEmbedder",

@@ -28,7 +28,7 @@ async function loadInfo() {
     $("model").textContent = info.model + " (" + info.sizes.join(", ") + ")";
     $("steps").placeholder = info.defaults.steps;
     $("steps").max = info.limits.max_steps;
-    $("guidance").placeholder = info.defaults.guidance_scale;
+    $("guidance").placeholder = info.defaults.guidance_weight;
     $("n").max = info.limits.max_n;
     $("prompt").maxLength = info.limits.max_prompt_chars;
     $("apikey-label").hidden = !info.auth_required;
@@ -79,7 +79,7 @@ async function generate(event) {
   const body = { prompt: $("prompt").value, n: Number($("n").value || 1), response_format: "b64_json" };
   if ($("seed").value !== "") body.seed = Number($("seed").value);
   if ($("steps").value !== "") body.steps = Number($("steps").value);
-  if ($("guidance").value !== "") body.guidance_scale = Number($("guidance").value);
+  if ($("guidance").value !== "") body.guidance_weight = Number($("guidance").value);
   const id = requestId();
   busy = true;
   $("generate").disabled = true;

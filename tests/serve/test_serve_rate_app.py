@@ -1,4 +1,4 @@
-"""The rating server's API and vote store: sides, idempotent votes, undo, limits, results."""
+"""The rating server (serve/rate_app.py): idempotent votes, undo, limits, results, no text chunks."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_testutil import run
 from openimagen.eval.drawbench import read_manifest
-from openimagen.eval.rate_app import create_rate_app, strip_png_text
-from openimagen.eval.shapebench import wilson_interval
-from openimagen.eval.votes import VoteConflictError, VoteStore, rater_order
+from openimagen.eval.stats import wilson_interval
 from openimagen.serve import ServerThread, ServeSettings
-from test_cli import run
+from openimagen.serve.rate_app import create_rate_app, strip_png_text
 
 
 @pytest.fixture(scope="module")
@@ -46,22 +45,6 @@ def vote(client, rater, state, quality, alignment, vote_id):
     body = {"rater": rater, "prompt_index": state["item"]["prompt_index"], "quality": quality,
             "alignment": alignment, "vote_id": vote_id}  # fmt: skip
     return client.post("/api/vote", json=body)
-
-
-def test_sides_are_drawn_at_random_once_and_kept(tmp_path):
-    store = VoteStore(tmp_path / "v.sqlite")
-    first = [store.sides("r", ["x", "y"], i) for i in range(400)]
-    left_x = sum(left == "x" for left, _ in first)
-    assert 140 < left_x < 260  # a fair coin: outside this range with probability < 1e-9
-    assert [store.sides("r", ["y", "x"], i) for i in range(400)] == first  # kept, any pair order
-    assert all(sorted(s) == ["x", "y"] for s in first)
-
-
-def test_each_rater_has_a_stable_order_of_their_own():
-    prompts = list(range(50))
-    assert rater_order("ann", "a|b", prompts) == rater_order("ann", "a|b", reversed(prompts))
-    assert sorted(rater_order("ann", "a|b", prompts)) == prompts
-    assert rater_order("ann", "a|b", prompts) != rater_order("bob", "a|b", prompts)
 
 
 def test_the_page_is_shown_the_left_models_images_without_their_text_chunks(server, drawbench_run):
@@ -197,13 +180,6 @@ def test_votes_csv_is_the_whole_table(server):
     assert len(exported) == len(stored) > 0
     for line, row in zip(exported, stored, strict=True):
         assert line == {k: "" if v is None else str(v) for k, v in row.items()}
-
-
-def test_vote_store_refuses_a_vote_for_a_prompt_never_shown(tmp_path):
-    store = VoteStore(tmp_path / "v.sqlite")
-    with pytest.raises(VoteConflictError, match="never shown"):
-        store.record(vote_id="abcdefgh", rater="r", pair=["x", "y"], prompt_index=0, prompt="p",
-                     category="c", quality="A", alignment="A")  # fmt: skip
 
 
 def test_strip_png_text_keeps_every_other_byte(drawbench_run):

@@ -14,8 +14,8 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from openimagen.eval.drawbench import read_manifest
-from openimagen.eval.rate_app import create_rate_app
 from openimagen.serve import ServerThread
+from openimagen.serve.rate_app import create_rate_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOTAL = 4  # prompts of the shared run (tests/eval/conftest.py)

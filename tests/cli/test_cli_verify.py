@@ -1,28 +1,16 @@
-"""``openimagen serve`` / ``openimagen verify`` handlers, through a parser built with register()."""
+"""``openimagen verify`` (cli/verify.py): the mark, the chunks (escaped), grep-like exit codes."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from openimagen.errors import ConfigError, InvalidArgumentError, ModelDirectoryError
+from cli_testutil import call as run
+from openimagen.errors import InvalidArgumentError
 from openimagen.images import save_png
-from openimagen.serve.cli import register
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="openimagen")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(argv)
-
-
-def run(argv: list[str]) -> int:
-    args = parse(argv)
-    return args.func(args)
 
 
 def textured(size: int = 64, seed: int = 0) -> Image.Image:
@@ -70,32 +58,6 @@ def test_verify_unreadable_image_raises_after_reporting_the_others(files, capsys
     assert ": watermarked" in capsys.readouterr().out
     with pytest.raises(InvalidArgumentError, match="missing.png"):
         run(["verify", str(files / "missing.png")])
-
-
-def test_serve_options_and_defaults():
-    args = parse(["serve"])
-    assert (args.host, args.port, args.model, args.policy) == ("127.0.0.1", 8000, None, None)
-    args = parse(["serve", "--model", "m", "--port", "0", "--policy", "p.txt", "--max-n", "2"])
-    assert (args.model, args.port, args.policy, args.max_n) == ("m", 0, "p.txt", 2)
-    with pytest.raises(SystemExit):
-        parse(["serve", "--port", "70000"])
-
-
-def test_serve_bad_input_raises_before_serving(tmp_path):
-    with pytest.raises(ConfigError, match="max_batch_images"):
-        run(["serve", "--model", str(tmp_path), "--max-n", "8", "--max-batch-images", "4"])
-    with pytest.raises(ConfigError, match="nope.txt"):
-        run(["serve", "--model", str(tmp_path), "--policy", str(tmp_path / "nope.txt")])
-    with pytest.raises(ModelDirectoryError):
-        run(["serve", "--model", str(tmp_path / "no-model"), "--device", "cpu"])
-
-
-@pytest.mark.parametrize("blank", [" ", "\t\n"])
-def test_a_blank_api_key_is_refused_not_taken_as_no_key(blank, tmp_path, monkeypatch):
-    monkeypatch.setenv("OPENIMAGEN_API_KEY", blank)
-    with pytest.raises(InvalidArgumentError, match="OPENIMAGEN_API_KEY") as info:
-        run(["serve", "--model", str(tmp_path / "no-model"), "--device", "cpu"])
-    assert "unset" in str(info.value)
 
 
 def test_verify_shows_control_characters_in_chunks_escaped(tmp_path, capsys):

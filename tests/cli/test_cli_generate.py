@@ -1,4 +1,4 @@
-"""The command line: generate, encode-text, info; one-line errors and nothing half-written."""
+"""``openimagen generate`` (cli/generate.py): files, provenance, refusals before sampling."""
 
 from __future__ import annotations
 
@@ -9,14 +9,9 @@ import sys
 import pytest
 from PIL import Image
 
+from cli_testutil import run
 from openimagen.cli import main
 from openimagen.images import read_png_metadata
-
-
-def run(argv, capsys):
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_generate_writes_a_png_with_provenance(tiny_model_dir, tmp_path, capsys):
@@ -188,51 +183,6 @@ def test_eta_reaches_the_ddim_sampler_and_is_range_checked(tiny_model_dir, tmp_p
     assert "expected a number in [0, 1]" in capsys.readouterr().err
 
 
-def test_encode_text_fills_the_cache_then_hits_it(tmp_path, capsys):
-    prompts = tmp_path / "p.jsonl"
-    prompts.write_text('{"prompt": "a red circle"}\n\n{"prompt": "a blue square"}\n')
-    args = ["encode-text", "--prompts", str(prompts), "--cache", str(tmp_path / "cache"), "-q"]
-    code, out, _ = run(args, capsys)
-    assert code == 0 and out.startswith("2 new, 0 already cached")
-    code, out, _ = run(args + ["a green triangle"], capsys)
-    assert code == 0 and out.startswith("1 new, 2 already cached")
-
-
-def test_encode_text_bad_jsonl_names_the_line(tmp_path, capsys):
-    prompts = tmp_path / "p.jsonl"
-    prompts.write_text('{"prompt": "ok"}\n{"text": "no prompt field"}\n')
-    code, _, err = run(
-        ["encode-text", "--prompts", str(prompts), "--cache", str(tmp_path / "c")], capsys
-    )
-    assert code == 2 and "line 2" in err and '"prompt" field' in err
-
-
-def test_info_preset_prints_the_parameter_count(capsys):
-    code, out, _ = run(["info", "--preset", "imagen-base-64"], capsys)
-    assert code == 0 and "imagen-base-64" in out and "param" in out.lower()
-
-
-def test_console_script_runs_in_a_fresh_process(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "openimagen.cli",
-            "generate",
-            "a",
-            "--model",
-            str(tmp_path / "none"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"openimagen generate: error: model directory {tmp_path / 'none'} does not exist or is not a directory"
-    ]
-
-
 def test_generate_refuses_a_blocked_prompt_and_writes_nothing(tiny_model_dir, tmp_path, capsys):
     policy = tmp_path / "block.txt"
     policy.write_text("# house rules\npurple dragon\n")
@@ -246,17 +196,6 @@ def test_generate_refuses_a_blocked_prompt_and_writes_nothing(tiny_model_dir, tm
     argv[1] = "a purple square"
     code, _, _ = run(argv, capsys)
     assert code == 0 and out.is_file()
-
-
-def test_a_closed_pipe_is_not_a_traceback(tmp_path):
-    # `openimagen info | head -1`: the reader closes early; no traceback on stderr
-    code = (
-        "import sys; from openimagen.cli import main\n"
-        "sys.stdout.write = lambda *_: (_ for _ in ()).throw(BrokenPipeError(32, 'Broken pipe'))\n"
-        "sys.exit(main(['info']))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 141 and "Traceback" not in done.stderr
 
 
 @pytest.fixture

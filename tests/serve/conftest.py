@@ -1,12 +1,12 @@
-"""A small DrawBench run of two tiny random models, shared by the rating tests."""
+"""A small DrawBench run of two tiny random models, shared by the rating-page tests."""
 
 from __future__ import annotations
 
 import pytest
 
+from cascade_testutil import tiny_cascade
 from openimagen.eval.drawbench import ModelSpec, run_drawbench
 from openimagen.eval.prompts import load_prompt_suite
-from test_cascade import tiny_cascade
 
 PROMPTS = "Prompt,Category\nA red colored car.,Colors\nOne cat on a mat.,Counting\nTwo dogs.,Counting\nA blue bird.,Colors \n"  # fmt: skip
 

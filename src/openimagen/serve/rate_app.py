@@ -10,13 +10,14 @@ Endpoints: ``GET /`` (the page), ``GET /api/info``, ``GET /api/next?rater=``,
 ``POST /api/vote``, ``POST /api/undo``, ``GET /images/<token>.png``, and the results:
 ``GET /results`` (tables and plot), ``/results.json``, ``/results.csv``, ``/votes.csv``.
 The server is ``serve``'s: the same Host check (:class:`openimagen.serve.http.GuardMiddleware`),
-JSON-only bodies under the same size and depth limits (:func:`openimagen.serve.http.read_json_body`), the
-same page security headers, bound to 127.0.0.1 unless told otherwise.
+JSON-only bodies under the same size and depth limits
+(:func:`openimagen.serve.http.read_json_body`), the same page security headers, bound to
+127.0.0.1 unless told otherwise. The votes, their statistics and the run it rates are
+:mod:`openimagen.eval`'s (``votes``, ``preference``, ``drawbench``).
 """
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import os
 import re
@@ -38,8 +39,15 @@ from openimagen.eval.votes import (
     check_rater,
     rater_order,
 )
-from openimagen.serve.app import PAGE_SECURITY_HEADERS
-from openimagen.serve.http import APIError, GuardMiddleware, error_response, read_json_body
+from openimagen.serve.http import (
+    PAGE_SECURITY_HEADERS,
+    APIError,
+    GuardMiddleware,
+    error_response,
+    read_json_body,
+    static_page,
+)
+from openimagen.serve.server import settings_for_host
 from openimagen.serve.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
@@ -123,64 +131,75 @@ def create_rate_app(
     session = RatingSession(run_dir, models)
     store = VoteStore(db_path or Path(run_dir) / DB_FILE)
     settings = (settings or ServeSettings()).replace(api_key=None)  # rating has no key
-    pair = session.models
     app = FastAPI(title="openimagen rate", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store, app.state.session = store, session
     app.add_exception_handler(APIError, lambda request, exc: error_response(exc))
     app.add_middleware(GuardMiddleware, settings=settings)
-    static = importlib.resources.files("openimagen.eval") / "static"
+    _add_page_routes(app, session)
+    _add_vote_routes(app, session, store, settings.max_body_bytes)
+    _add_result_routes(app, session, store)
+    return app
 
-    def rater_of(value: Any) -> str:
-        try:
-            return check_rater(value)
-        except InvalidArgumentError as exc:
-            raise APIError(400, str(exc), param="rater", code="invalid_value") from None
 
-    def state(rater: str) -> dict[str, Any]:
-        """Where ``rater`` stands: progress, the next prompt (sides fixed), the last vote."""
-        mine = store.votes(pair, rater=rater)
-        voted = {v["prompt_index"] for v in mine}
-        remaining = [i for i in rater_order(rater, "|".join(pair), session.items) if i not in voted]
-        out: dict[str, Any] = {"rater": rater, "done": len(voted), "total": len(session.items),
-                               "item": None, "last_vote": None}  # fmt: skip
-        if mine:
-            out["last_vote"] = {"vote_id": mine[-1]["vote_id"]}
-        if remaining:
-            index = remaining[0]
-            item = session.items[index]
-            left, right = store.sides(rater, pair, index)
-            out["item"] = {"prompt_index": index, "prompt": item["prompt"],
-                           "a": item["images"][left], "b": item["images"][right]}  # fmt: skip
-        return out
+# -- request checks --------------------------------------------------------------------------
+def _rater_of(value: Any) -> str:
+    try:
+        return check_rater(value)
+    except InvalidArgumentError as exc:
+        raise APIError(400, str(exc), param="rater", code="invalid_value") from None
 
-    async def body_of(request: Request, fields: set[str]) -> dict[str, Any]:
-        body = await read_json_body(request, settings.max_body_bytes)
-        if not isinstance(body, dict):
-            raise APIError(400, "the request body must be a JSON object", code="invalid_json")
-        unknown = sorted(set(body) - fields)
-        if unknown:
-            raise APIError(400, f"unknown field(s) {', '.join(unknown)}; allowed: "
-                           f"{', '.join(sorted(fields))}", param=unknown[0],
-                           code="unknown_parameter")  # fmt: skip
-        return body
 
-    def vote_id_of(value: Any, required: bool = True) -> str | None:
-        if value is None and not required:
-            return None
-        if not isinstance(value, str) or not VOTE_ID.match(value):
-            raise APIError(400, f"vote_id={value!r} is not valid: expected 8 to 64 of "
-                           "A-Z a-z 0-9 _ -", param="vote_id", code="invalid_value")  # fmt: skip
-        return value
+def _vote_id_of(value: Any, required: bool = True) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not VOTE_ID.match(value):
+        raise APIError(400, f"vote_id={value!r} is not valid: expected 8 to 64 of "
+                       "A-Z a-z 0-9 _ -", param="vote_id", code="invalid_value")  # fmt: skip
+    return value
+
+
+async def _body_of(request: Request, fields: set[str], limit: int) -> dict[str, Any]:
+    body = await read_json_body(request, limit)
+    if not isinstance(body, dict):
+        raise APIError(400, "the request body must be a JSON object", code="invalid_json")
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        raise APIError(400, f"unknown field(s) {', '.join(unknown)}; allowed: "
+                       f"{', '.join(sorted(fields))}", param=unknown[0],
+                       code="unknown_parameter")  # fmt: skip
+    return body
+
+
+def _state(session: RatingSession, store: VoteStore, rater: str) -> dict[str, Any]:
+    """Where ``rater`` stands: progress, the next prompt (sides fixed), the last vote."""
+    pair = session.models
+    mine = store.votes(pair, rater=rater)
+    voted = {v["prompt_index"] for v in mine}
+    remaining = [i for i in rater_order(rater, "|".join(pair), session.items) if i not in voted]
+    out: dict[str, Any] = {"rater": rater, "done": len(voted), "total": len(session.items),
+                           "item": None, "last_vote": None}  # fmt: skip
+    if mine:
+        out["last_vote"] = {"vote_id": mine[-1]["vote_id"]}
+    if remaining:
+        index = remaining[0]
+        item = session.items[index]
+        left, right = store.sides(rater, pair, index)
+        out["item"] = {"prompt_index": index, "prompt": item["prompt"],
+                       "a": item["images"][left], "b": item["images"][right]}  # fmt: skip
+    return out
+
+
+# -- routes ------------------------------------------------------------------------------------
+def _add_page_routes(app: FastAPI, session: RatingSession) -> None:
+    pair = session.models
 
     @app.get("/")
     async def page() -> Response:
-        return Response((static / "rate.html").read_bytes(),
-                        media_type="text/html; charset=utf-8", headers=PAGE_SECURITY_HEADERS)  # fmt: skip
+        return static_page("rate.html")
 
     @app.get("/static/rate.js")
     async def script() -> Response:
-        return Response((static / "rate.js").read_bytes(),
-                        media_type="text/javascript; charset=utf-8", headers=PAGE_SECURITY_HEADERS)  # fmt: skip
+        return static_page("rate.js")
 
     @app.get("/api/info")
     async def info() -> JSONResponse:
@@ -188,14 +207,27 @@ def create_rate_app(
                              "images_per_set": max(len(v["images"][pair[0]])
                                                    for v in session.items.values())})  # fmt: skip
 
+    @app.get("/images/{name}")
+    async def image(name: str) -> Response:
+        match = TOKEN.match(name)
+        data = session.image(match.group(1)) if match else None
+        if data is None:
+            raise APIError(404, f"no image {name!r}", type="not_found", code="not_found")
+        return Response(data, media_type="image/png", headers={"Cache-Control": "private"})
+
+
+def _add_vote_routes(app: FastAPI, session: RatingSession, store: VoteStore, limit: int) -> None:
+    pair = session.models
+
     @app.get("/api/next")
     async def next_item(rater: str = "") -> JSONResponse:
-        return JSONResponse(state(rater_of(rater)))
+        return JSONResponse(_state(session, store, _rater_of(rater)))
 
     @app.post("/api/vote")
     async def vote(request: Request) -> JSONResponse:
-        body = await body_of(request, {"rater", "prompt_index", "quality", "alignment", "vote_id"})
-        rater, vote_id = rater_of(body.get("rater")), vote_id_of(body.get("vote_id"))
+        fields = {"rater", "prompt_index", "quality", "alignment", "vote_id"}
+        body = await _body_of(request, fields, limit)
+        rater, vote_id = _rater_of(body.get("rater")), _vote_id_of(body.get("vote_id"))
         index = body.get("prompt_index")
         if isinstance(index, bool) or not isinstance(index, int) or index not in session.items:
             raise APIError(400, f"prompt_index={index!r} is not one of this session's prompts",
@@ -209,27 +241,23 @@ def create_rate_app(
             raise APIError(409, str(exc), code="conflict") from None
         except InvalidArgumentError as exc:
             raise APIError(400, str(exc), param=exc.name, code="invalid_value") from None
-        return JSONResponse({**state(rater), "recorded": new})
+        return JSONResponse({**_state(session, store, rater), "recorded": new})
 
     @app.post("/api/undo")
     async def undo(request: Request) -> JSONResponse:
-        body = await body_of(request, {"rater", "vote_id"})
-        rater = rater_of(body.get("rater"))
-        vote_id = vote_id_of(body.get("vote_id"), required=False)
+        body = await _body_of(request, {"rater", "vote_id"}, limit)
+        rater = _rater_of(body.get("rater"))
+        vote_id = _vote_id_of(body.get("vote_id"), required=False)
         try:
             row = store.undo_last(rater, pair, vote_id)
         except VoteConflictError as exc:
             raise APIError(409, str(exc), code="conflict") from None
         undone = None if row is None else {"prompt_index": row["prompt_index"]}
-        return JSONResponse({**state(rater), "undone": undone})
+        return JSONResponse({**_state(session, store, rater), "undone": undone})
 
-    @app.get("/images/{name}")
-    async def image(name: str) -> Response:
-        match = TOKEN.match(name)
-        data = session.image(match.group(1)) if match else None
-        if data is None:
-            raise APIError(404, f"no image {name!r}", type="not_found", code="not_found")
-        return Response(data, media_type="image/png", headers={"Cache-Control": "private"})
+
+def _add_result_routes(app: FastAPI, session: RatingSession, store: VoteStore) -> None:
+    pair = session.models
 
     def summary() -> dict[str, Any]:
         return summarize_votes(store.votes(pair), pair, session.categories)
@@ -251,8 +279,6 @@ def create_rate_app(
     async def all_votes() -> Response:
         return Response(votes_csv(store.votes(active=False)), media_type="text/csv; charset=utf-8")
 
-    return app
-
 
 def run_rating_server(
     run_dir: str | os.PathLike,
@@ -266,8 +292,6 @@ def run_rating_server(
     """Serve the rating page until interrupted (``openimagen rate``)."""
     import uvicorn
 
-    from openimagen.serve.server import settings_for_host
-
     if not 0 <= port <= 65535:
         raise InvalidArgumentError("--port", port, "an integer from 0 to 65535")
     settings = settings_for_host(ServeSettings(), host)
@@ -278,3 +302,6 @@ def run_rating_server(
         )  # fmt: skip
     app = create_rate_app(run_dir, models=models, db_path=db_path, settings=settings)
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+
+
+__all__ = ["RatingSession", "create_rate_app", "run_rating_server", "strip_png_text"]

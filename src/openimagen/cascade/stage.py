@@ -1,0 +1,145 @@
+"""One stage of a cascade: a diffusion U-Net with its config, and how it samples itself.
+
+The denoiser a stage samples with is built here, once, from the parts the diffusion code
+provides (Imagen sec. 2.2, 2.3): ``threshold(guidance(model_to_denoiser(U-Net)))``. A
+super-resolution stage's low-res input first goes through noise conditioning augmentation
+(:func:`openimagen.diffusion.prepare_lowres`, sec. 2.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from openimagen.cascade.sampling import SamplingConfig
+from openimagen.cascade.schema import StageConfig
+from openimagen.diffusion import (
+    apply_threshold,
+    classifier_free_guidance,
+    get_sampler,
+    get_schedule,
+    model_to_denoiser,
+    prepare_lowres,
+    randn_per_sample,
+    uniform_timesteps,
+)
+from openimagen.errors import InvalidArgumentError, NonFiniteOutputError
+from openimagen.models.unet import EfficientUNet
+
+ProgressFn = Callable[[int, int], None]
+
+
+class Stage:
+    """One diffusion U-Net of the cascade with its config; knows how to sample itself."""
+
+    def __init__(self, config: StageConfig, unet: EfficientUNet | None = None):
+        self.config = config
+        self.unet = unet if unet is not None else EfficientUNet(config.unet)
+        self.unet.eval()
+        self.schedule = get_schedule(config.schedule)
+
+    @property
+    def is_super_resolution(self) -> bool:
+        return self.config.unet.super_resolution
+
+    def model_fn(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        """Raw network output for ``(x_t, t, cond)``; ``cond`` is the dict built by ``sample``."""
+        return self.unet(
+            x_t,
+            t,
+            cond["text_embeds"],
+            cond["text_mask"],
+            lowres=cond.get("lowres"),
+            aug_level=cond.get("aug_level"),
+        )
+
+    @torch.no_grad()
+    def sample(
+        self,
+        text_embeds: torch.Tensor,
+        text_mask: torch.Tensor,
+        generators: Sequence[torch.Generator],
+        sampling: SamplingConfig,
+        *,
+        lowres: torch.Tensor | None = None,
+        progress: ProgressFn | None = None,
+        name: str | None = None,
+    ) -> torch.Tensor:
+        """Draw one image per row of ``text_embeds``; returns [B, 3, R, R] in [-1, 1].
+
+        Raises :class:`NonFiniteOutputError` (naming the stage as ``name``) when a sample
+        holds NaN or infinite values, which clamping to [-1, 1] would otherwise turn into a
+        plausible-looking black or white image.
+        """
+        batch = text_embeds.shape[0]
+        device = text_embeds.device
+        size = self.config.resolution
+        cond: dict[str, Any] = {"text_embeds": text_embeds, "text_mask": text_mask}
+        if self.is_super_resolution:
+            if lowres is None:
+                raise InvalidArgumentError(
+                    "lowres", None, "the previous stage's images for an SR stage"
+                )
+            aug = torch.full((batch,), sampling.noise_aug_level, device=device)  # [B]
+            cond["lowres"] = prepare_lowres(lowres, size, aug, self.schedule, generators)
+            cond["aug_level"] = aug
+        # The unconditional branch: same inputs, every text token masked out.
+        uncond = dict(cond, text_mask=torch.zeros_like(text_mask))
+
+        model_fn = self.model_fn
+        if sampling.precision == "bf16":
+            model_fn = _autocast_bf16(self.model_fn, device)
+        denoiser = model_to_denoiser(model_fn, self.schedule, self.config.unet.prediction)
+        denoiser = classifier_free_guidance(denoiser, sampling.guidance_weight, uncond)
+        denoiser = apply_threshold(
+            denoiser, sampling.threshold, sampling.dynamic_threshold_percentile
+        )
+        shape = (batch, self.config.unet.out_channels, size, size)
+        x_T = randn_per_sample(shape, generators, device=device, dtype=text_embeds.dtype)
+        timesteps = uniform_timesteps(sampling.steps).to(device)
+        extra = {"eta": sampling.eta} if sampling.sampler == "ddim" else {}
+
+        def callback(step: int, total: int, x_t: torch.Tensor, x0_hat: torch.Tensor) -> None:
+            if progress is not None:
+                progress(step, total)
+
+        x0 = get_sampler(sampling.sampler)(
+            denoiser,
+            x_T,
+            timesteps,
+            schedule=self.schedule,
+            generator=list(generators),
+            callback=callback,
+            cond=cond,
+            **extra,
+        )
+        bad = ~torch.isfinite(x0).flatten(1).all(dim=1)  # [B]
+        if bool(bad.any()):
+            seeds = [g.initial_seed() for g, b in zip(generators, bad.tolist(), strict=True) if b]
+            kind = "super-resolution" if self.is_super_resolution else "base"
+            raise NonFiniteOutputError(
+                f"{name or 'the stage'} ({kind}, {size}x{size}) produced values that are not "
+                f"finite (NaN or inf) for seeds {seeds}: its weights may be damaged (check them "
+                "with torch.isfinite) or the sampling settings unstable (try precision 'fp32' "
+                "or a lower guidance weight)"
+            )
+        return x0.clamp(-1.0, 1.0)
+
+
+def _autocast_bf16(
+    model_fn: Callable[[torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor],
+    device: torch.device,
+) -> Callable[[torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor]:
+    """``model_fn`` run under bfloat16 autocast, its output back in float32."""
+
+    def run(x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            out = model_fn(x_t, t, cond)
+        return out.float()
+
+    return run
+
+
+__all__ = ["ProgressFn", "Stage"]

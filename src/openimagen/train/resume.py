@@ -1,0 +1,127 @@
+"""A run's checkpoints: which one to resume, restoring a run from it, writing one.
+
+The checkpoint files themselves are :mod:`openimagen.train.checkpoint`; this module knows
+what a run keeps in them (model, EMA, optimizer, schedule, data position, every process's
+RNG states).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from openimagen.cascade import StageConfig
+from openimagen.errors import ConfigError, ModelDirectoryError
+from openimagen.train import checkpoint as ckpt
+from openimagen.train.config import TrainConfig
+from openimagen.train.parts import TrainParts
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_resume(resume: str | Path | None, root: Path) -> Path | None:
+    if resume is None:
+        if ckpt.list_checkpoints(root):
+            raise ModelDirectoryError(
+                f"{root} already holds checkpoints; pass --resume auto to continue that run, "
+                "or choose another --output (nothing was overwritten)"
+            )
+        return None
+    if str(resume) == "auto":
+        found = ckpt.find_resumable(root)
+        if found is None and ckpt.list_checkpoints(root):
+            raise ModelDirectoryError(
+                f"{root}: every checkpoint is damaged; nothing to resume from (left untouched)"
+            )
+        return found
+    path = Path(resume)
+    ckpt.read_checkpoint(path)  # validates: foreign or damaged -> ModelDirectoryError
+    return path
+
+
+def restore(
+    path: Path, config: TrainConfig, stage_config: StageConfig, parts: TrainParts
+) -> tuple[int, int]:
+    """Load checkpoint ``path`` into ``parts`` (and this process's RNG states): (step, position).
+
+    Refused when the checkpoint was written for another stage or does not fit the model.
+    """
+    model, ema, optimizer, scheduler = parts.model, parts.ema, parts.optimizer, parts.scheduler
+    state, tensors = ckpt.read_checkpoint(path)
+    # compare parsed configs, so a checkpoint written before a field with a default was
+    # added (e.g. unet.downsample_first) still resumes
+    try:
+        saved_stage = StageConfig.from_dict(state.get("stage_config"))
+    except ConfigError:
+        saved_stage = None
+    if saved_stage != stage_config:
+        raise ModelDirectoryError(
+            f"{path} was written for a different stage (its stage config differs from "
+            "this config's [stage]); resume it with its own config or start a new --output"
+        )
+    try:
+        model.load_state_dict(tensors["model"])
+        ema.load_state_dict(tensors["ema"])
+        optimizer.load_state_dict(
+            ckpt.unflatten_optimizer_state(tensors["optimizer"], state["optimizer"])
+        )
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise ModelDirectoryError(f"{path} does not fit this model/optimizer: {exc}") from exc
+    ckpt.load_scheduler_state(scheduler, state["scheduler"])
+    rank_rng = state["rng"][0]  # restored per process below
+    from accelerate import PartialState
+
+    rank = PartialState().process_index
+    if rank < len(state["rng"]):
+        rank_rng = state["rng"][rank]
+        ckpt.set_rng_state(
+            {k.split("/", 1)[1]: v for k, v in tensors["rng"].items() if k.startswith(f"{rank}/")},
+            rank_rng,
+        )
+    logger.info("resumed from %s at step %d", path, state["step"])
+    return int(state["step"]), int(state["samples_seen"])
+
+
+def save(
+    accelerator: Any, root: Path, config: TrainConfig, stage_config: StageConfig, parts: TrainParts
+) -> Path | None:
+    """Checkpoint ``parts`` (every process's RNG states gathered, the main one writes)."""
+    step, position = parts.step, parts.position
+    model, ema, optimizer, scheduler = parts.model, parts.ema, parts.optimizer, parts.scheduler
+    rng_tensors, rng_json = ckpt.rng_state()
+    everything = [(rng_tensors, rng_json)]
+    if accelerator.num_processes > 1:
+        import torch.distributed as dist
+
+        everything = [None] * accelerator.num_processes
+        dist.all_gather_object(everything, (rng_tensors, rng_json))
+    path = None
+    if accelerator.is_main_process:
+        opt_tensors, opt_structure = ckpt.flatten_optimizer_state(optimizer.state_dict())
+        rng = {f"{r}/{k}": v for r, (t, _) in enumerate(everything) for k, v in t.items()}
+        path = ckpt.save_checkpoint(
+            root,
+            step,
+            {
+                "model": accelerator.unwrap_model(model).state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": opt_tensors,
+                "rng": rng,
+            },
+            {
+                "samples_seen": position,
+                "config": config.to_dict(),
+                "stage_config": stage_config.to_dict(),
+                "optimizer": opt_structure,
+                "scheduler": ckpt.scheduler_state(scheduler),
+                "rng": [j for _, j in everything],
+                "world_size": accelerator.num_processes,
+            },
+            keep_last=config.train.keep_last,
+        )
+    accelerator.wait_for_everyone()
+    return path
+
+
+__all__ = ["resolve_resume", "restore", "save"]

@@ -1,0 +1,35 @@
+"""``openimagen serve`` (cli/serve.py): options, defaults, and refusals before serving."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli_testutil import call as run
+from cli_testutil import parse
+from openimagen.errors import ConfigError, InvalidArgumentError, ModelDirectoryError
+
+
+def test_serve_options_and_defaults():
+    args = parse(["serve"])
+    assert (args.host, args.port, args.model, args.policy) == ("127.0.0.1", 8000, None, None)
+    args = parse(["serve", "--model", "m", "--port", "0", "--policy", "p.txt", "--max-n", "2"])
+    assert (args.model, args.port, args.policy, args.max_n) == ("m", 0, "p.txt", 2)
+    with pytest.raises(SystemExit):
+        parse(["serve", "--port", "70000"])
+
+
+def test_serve_bad_input_raises_before_serving(tmp_path):
+    with pytest.raises(ConfigError, match="max_batch_images"):
+        run(["serve", "--model", str(tmp_path), "--max-n", "8", "--max-batch-images", "4"])
+    with pytest.raises(ConfigError, match="nope.txt"):
+        run(["serve", "--model", str(tmp_path), "--policy", str(tmp_path / "nope.txt")])
+    with pytest.raises(ModelDirectoryError):
+        run(["serve", "--model", str(tmp_path / "no-model"), "--device", "cpu"])
+
+
+@pytest.mark.parametrize("blank", [" ", "\t\n"])
+def test_a_blank_api_key_is_refused_not_taken_as_no_key(blank, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENIMAGEN_API_KEY", blank)
+    with pytest.raises(InvalidArgumentError, match="OPENIMAGEN_API_KEY") as info:
+        run(["serve", "--model", str(tmp_path / "no-model"), "--device", "cpu"])
+    assert "unset" in str(info.value)
