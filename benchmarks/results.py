@@ -114,7 +114,7 @@ def part1(run: Runner, base: list[SamplingConfig], card: Path | None = None) -> 
 
     stages = len(run.cascade.stages)
     out = {}
-    for split in ("heldout_compositions", "paraphrase"):
+    for split in run.args.splits.split(","):
         summary, seconds, _ = run.shapebench(f"p1-{split}", split, base, stages)
         out[split] = {"summary": summary, "seconds_per_image": seconds}
         if card is not None:
@@ -367,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         "--samplers",
         default="ddpm:1000,ddpm:250,ddim:10,ddim:20,ddim:50,dpmpp_2m:10,dpmpp_2m:20,dpmpp_2m:50",
         help="sampler:steps list (part 5)",
+    )
+    parser.add_argument(
+        "--splits",
+        default="heldout_compositions,paraphrase",
+        help="part 1's splits (run one per process to use several cores, then --merge-part1)",
     )
     parser.add_argument(
         "--record-card",

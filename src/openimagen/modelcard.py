@@ -306,6 +306,9 @@ def _failure_lines(evaluation: dict[str, Any], shapes: bool) -> list[str]:
 
 
 __all__ = [
+    "CARD_FILE",
+    "EVALUATION_FILE",
+    "TRAINING_FILE",
     "read_model_card",
     "record_evaluation",
     "render_model_card",

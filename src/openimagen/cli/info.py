@@ -42,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"torch      {torch.__version__} (cuda available: {torch.cuda.is_available()})")
     print(f"bundled    {bundled if (bundled / 'cascade.json').is_file() else '(none yet)'}")
     print(f"presets    {', '.join(list_presets())}")
-    if (bundled / "cascade.json").is_file():
+    if (bundled / "README.md").is_file():  # its model card
         print("\n" + read_model_card(bundled))
     return 0

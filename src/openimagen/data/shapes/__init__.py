@@ -18,12 +18,11 @@ The package, one concept per module:
 
 from openimagen.data.shapes.dataset import ShapesWorld, collate_shapes
 from openimagen.data.shapes.language import (
-    PARAPHRASE_LANGUAGE,
-    TRAIN_LANGUAGE,
     CaptionLanguage,
     describe,
     language_overlap,
 )
+from openimagen.data.shapes.languages import PARAPHRASE_LANGUAGE, TRAIN_LANGUAGE
 from openimagen.data.shapes.layout import Layout, PlacedObject, relation_holds, sample_layout
 from openimagen.data.shapes.render import (
     coverage,

@@ -22,12 +22,11 @@ import numpy as np
 
 from openimagen.config import Config
 from openimagen.data.shapes.language import (
-    PARAPHRASE_LANGUAGE,
-    TRAIN_LANGUAGE,
     CaptionLanguage,
     describe,
     language_overlap,
 )
+from openimagen.data.shapes.languages import PARAPHRASE_LANGUAGE, TRAIN_LANGUAGE
 from openimagen.data.shapes.spec import (
     BACKGROUND_COLORS,
     MAX_OBJECTS,
