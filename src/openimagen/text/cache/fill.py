@@ -9,6 +9,7 @@ stored; on an exception (Ctrl-C included) the rows already encoded are stored fi
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -117,11 +118,9 @@ def _encode_and_store(
                 cache.put_rows(encoder.cache_id, pending, rows)
                 pending, rows = [], []
     except BaseException:
-        if pending:  # interrupted: keep what was encoded (a second failure raises the first)
-            try:
+        if pending:  # interrupted: keep what was encoded; the first failure is reported
+            with contextlib.suppress(Exception):
                 cache.put_rows(encoder.cache_id, pending, rows)
-            except Exception:  # noqa: BLE001 - the original exception is the one to report
-                pass
         raise
     if pending:
         cache.put_rows(encoder.cache_id, pending, rows)

@@ -59,8 +59,10 @@ class TextEmbeddingCache:
         layout.check_directory(self.directory)
         if dtype not in _STORE_DTYPES:
             raise InvalidArgumentError("dtype", dtype, "torch.float16 or torch.float32")
-        if isinstance(max_open_shards, bool) or not isinstance(max_open_shards, int) or (
-            max_open_shards < 1
+        if (
+            isinstance(max_open_shards, bool)
+            or not isinstance(max_open_shards, int)
+            or (max_open_shards < 1)
         ):
             raise InvalidArgumentError("max_open_shards", max_open_shards, "an integer >= 1")
         self.dtype = dtype
