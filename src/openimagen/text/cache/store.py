@@ -30,6 +30,10 @@ from openimagen.text.encoder import check_texts
 logger = logging.getLogger("openimagen.text.cache")
 
 _STORE_DTYPES = (torch.float16, torch.float32)
+_DAMAGED_JOURNAL = (
+    "text cache: ignoring the rest of journal %s (%s); the batches it commits from there "
+    "on will be encoded again."
+)
 _DAMAGED = (
     "text cache: ignoring damaged file %s (%s); its prompts will be encoded again. "
     "Delete it to silence this warning."
@@ -104,12 +108,12 @@ class TextEmbeddingCache:
                 return
             records, consumed, damage = journal.read_new(path, consumed)
         except OSError as exc:
-            logger.warning(_DAMAGED, path, f"unreadable journal: {exc}")
+            logger.warning(_DAMAGED_JOURNAL, path, f"unreadable: {exc}")
             return
         self._consumed[path.name] = consumed
         if damage and (path.name, consumed) not in self._reported:
             self._reported.add((path.name, consumed))
-            logger.warning(_DAMAGED, path, damage)
+            logger.warning(_DAMAGED_JOURNAL, path, damage)
         writer = path.name.removesuffix(journal.SUFFIX)
         for record in records:
             shard = layout.shard_path(self.directory, writer, record.seq)
