@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cache_testutil import FakeEncoder, batch_texts, expected_row, write_batches
 
+from cache_testutil import FakeEncoder, batch_texts, expected_row, write_batches
 from openimagen.errors import InvalidArgumentError
 from openimagen.text import TextEmbeddingCache, cache_key, encode_with_cache, fill_cache
 from openimagen.text.cache import migrate_v1
 from openimagen.text.cache.index import MISSING, HashIndex
 
-HERE = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 
 
 def assert_rows(cache, texts, present=True):
@@ -124,7 +124,7 @@ def test_torn_shard_is_ignored_on_open(tmp_path, caplog):
 
 @pytest.mark.parametrize("kill_in", ["journal", "shard", "none"])
 def test_a_killed_writer_leaves_its_complete_batches(tmp_path, kill_in):
-    command = [sys.executable, str(HERE / "cache_testutil.py"), str(tmp_path), "4", kill_in]
+    command = [sys.executable, str(TESTS / "cache_testutil.py"), str(tmp_path), "4", kill_in]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     committed = []
     for line in child.stdout:
