@@ -179,12 +179,12 @@ def test_fill_cache_resumes_after_an_interrupt_and_encodes_nothing_twice(tmp_pat
     interrupted = FakeEncoder(fail_after=4)  # Ctrl-C during the 4th batch of 10
     with pytest.raises(KeyboardInterrupt):
         fill_cache(interrupted, texts, TextEmbeddingCache(tmp_path), batch_size=10,
-                   shard_size=25, progress=False)  # fmt: skip
+                   shard_size=35, progress=False)  # fmt: skip
     done = interrupted.encoded
-    assert len(done) == 30  # 3 batches encoded; stored although no shard of 25 was full
+    assert len(done) == 30  # 3 batches encoded; stored although no shard of 35 was full
     resumed = FakeEncoder()
     assert fill_cache(resumed, iter(texts), TextEmbeddingCache(tmp_path), batch_size=10,
-                      shard_size=25, progress=False) == 70  # fmt: skip
+                      shard_size=35, progress=False) == 70  # fmt: skip
     assert not set(done) & set(resumed.encoded)  # nothing already stored is encoded again
     assert sorted(done + resumed.encoded) == sorted(set(texts))
     assert_rows(TextEmbeddingCache(tmp_path), texts)
