@@ -49,13 +49,16 @@ def unpad(
     if embeddings.shape[0] != batch:
         raise ShapeError("embeddings", tuple(embeddings.shape), f"[{batch}, L, D] (one per text)")
     embeddings, mask = embeddings.detach().float().cpu(), mask.detach().bool().cpu()
-    rows = []
-    for row, valid in zip(embeddings, mask, strict=True):
-        row = row[valid]  # [L_i, D]
-        stored = row.to(dtype)
-        if not torch.isfinite(stored).all() and torch.isfinite(row).all():
-            stored = row  # beyond float16's range: keep float32
-        rows.append(stored.contiguous())
+    stored = embeddings.to(dtype)  # [B, L, D], all rows at once
+    valid = mask[:, :, None]  # [B, L, 1]
+    # beyond float16's range (finite in float32, not in float16): such a row stays float32
+    overflow = ((~torch.isfinite(stored) & valid).flatten(1).any(1)) & (
+        (torch.isfinite(embeddings) | ~valid).flatten(1).all(1)
+    )  # [B]
+    lengths = mask.sum(1).tolist()
+    rows = list(torch.split(stored[mask], lengths))  # B x [L_i, D], views of one tensor
+    for i in torch.nonzero(overflow).flatten().tolist():
+        rows[i] = embeddings[i][mask[i]].contiguous()
     return rows
 
 

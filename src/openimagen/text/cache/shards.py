@@ -64,7 +64,8 @@ class Shard:
     def __init__(self, path: Path):
         self.path = path
         try:
-            self._map = np.memmap(path, dtype=np.uint8, mode="r")
+            # a plain ndarray over the map: slicing a np.memmap subclass costs more
+            self._map = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
         except (OSError, ValueError) as exc:  # ValueError: an empty file
             raise DamagedShardError(path, f"unreadable shard: {exc}") from exc
         tensors, self.metadata = _parse_header(self._map, path)
@@ -83,18 +84,15 @@ class Shard:
 
         A mismatch is a 64-bit hash collision in the index (or a row out of range).
         """
-        out: list[np.ndarray | None] = []
-        dim = self.embeddings.shape[1]
-        for row, digest in zip(rows.tolist(), digests, strict=True):
-            if row >= len(self.keys) or not np.array_equal(self.keys[row], digest):
-                out.append(None)
-                continue
-            start, stop = int(self.offsets[row]), int(self.offsets[row + 1])
-            if start == stop:  # a prompt with no valid tokens
-                out.append(np.zeros((0, dim), dtype=np.float32))
-                continue
-            out.append(np.array(self.embeddings[start:stop], dtype=np.float32))
-        return out
+        rows = np.asarray(rows, dtype=np.int64)
+        inside = rows < len(self.keys)
+        safe = np.where(inside, rows, 0)
+        match = inside & np.all(self.keys[safe] == digests, axis=1)  # [k]
+        starts, stops = self.offsets[safe].tolist(), self.offsets[safe + 1].tolist()
+        return [
+            np.array(self.embeddings[a:b], dtype=np.float32) if ok else None
+            for ok, a, b in zip(match.tolist(), starts, stops, strict=True)
+        ]
 
 
 def _parse_header(buffer: np.ndarray, path: Path) -> tuple[dict[str, np.ndarray], dict]:

@@ -208,7 +208,7 @@ class TextEmbeddingCache:
         dtype = torch.float16 if all(r.dtype == torch.float16 for r in rows) else torch.float32
         lengths = np.array([r.shape[0] for r in rows], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])  # [N + 1]
-        flat = torch.cat([r.detach().cpu().to(dtype) for r in rows]).numpy()  # [T, D]
+        flat = torch.cat(list(rows)).detach().cpu().to(dtype).numpy()  # [T, D]
         digests = key_digests(cache_id, texts)  # [N, 2]
         with self._lock:
             writer = self._own_writer()
