@@ -92,7 +92,7 @@ def rss_now_mib() -> dict[str, float]:
     return fields
 
 
-def worker(impl: str, n: int, directory: Path, ref: str) -> dict:
+def worker(impl: str, n: int, directory: Path, ref: str, max_open: int) -> dict:
     torch.set_num_threads(1)
     if impl == "old":
         api = load_old(ref, directory.parent)
@@ -103,7 +103,8 @@ def worker(impl: str, n: int, directory: Path, ref: str) -> dict:
     baseline = rss_mib()
     start = rss_now_mib()
     anon0, file0 = start.get("RssAnon", 0), start.get("RssFile", 0)
-    result: dict = {"impl": impl, "n": n}
+    result: dict = {"impl": impl if impl == "old" or max_open == 32 else f"new, {max_open} maps",
+                    "n": n}  # fmt: skip
     started = time.perf_counter()
     if impl == "old":
         texts = [caption(i) for i in range(n)]  # the old fill_cache takes a sequence
@@ -119,7 +120,8 @@ def worker(impl: str, n: int, directory: Path, ref: str) -> dict:
     result["encoder_calls"] = encoder.calls
 
     started = time.perf_counter()
-    cache = api.TextEmbeddingCache(directory)
+    options = {} if impl == "old" else {"max_open_shards": max_open}
+    cache = api.TextEmbeddingCache(directory, **options)
     result["open_s"] = time.perf_counter() - started
     assert len(cache) == n, (len(cache), n)
     if impl == "new":
@@ -159,12 +161,13 @@ def worker(impl: str, n: int, directory: Path, ref: str) -> dict:
     return result
 
 
-def run_one(impl: str, n: int, workdir: Path, ref: str) -> dict:
+def run_one(impl: str, n: int, workdir: Path, ref: str, max_open: int = 32) -> dict:
     directory = Path(tempfile.mkdtemp(prefix=f"{impl}-{n}-", dir=workdir)) / "cache"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     try:
         done = subprocess.run(
-            [sys.executable, __file__, "--worker", impl, str(n), str(directory), "--old-ref", ref],
+            [sys.executable, __file__, "--worker", impl, str(n), str(directory), "--old-ref", ref,
+             "--max-open-shards", str(max_open)],
             capture_output=True, text=True, env=env, check=False,
         )  # fmt: skip
         if done.returncode != 0:
@@ -198,11 +201,19 @@ def main() -> None:
     parser.add_argument("--old-ref", default="main", help="git revision of the old cache.py")
     parser.add_argument("--workdir", default=tempfile.gettempdir())
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument(
+        "--max-open-shards",
+        type=int,
+        default=32,
+        help="the new cache's maps in the worker (the default: 32)",
+    )
+    parser.add_argument("--more-maps", type=int, default=0, metavar="K",
+                        help="also run the new cache at the largest N with K maps")  # fmt: skip
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "N", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         impl, n, directory = args.worker
-        print(json.dumps(worker(impl, int(n), Path(directory), args.old_ref)))
+        print(json.dumps(worker(impl, int(n), Path(directory), args.old_ref, args.max_open_shards)))
         return
     results = []
     for n in sorted(set(args.n) | set(args.old_n)):
@@ -210,6 +221,10 @@ def main() -> None:
             if n in sizes:
                 results.append(run_one(impl, n, Path(args.workdir), args.old_ref))
                 print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    if args.more_maps:
+        results.append(
+            run_one("new", max(args.n), Path(args.workdir), args.old_ref, args.more_maps)
+        )
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -17,9 +17,12 @@ refused, never half read.
 from __future__ import annotations
 
 import json
+import mmap
+import os
 import struct
 from collections import OrderedDict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,26 +61,41 @@ def write_shard(
     return len(data)
 
 
-class Shard:
-    """A memory-mapped shard; :meth:`rows` copies rows out."""
+class Layout(NamedTuple):
+    """Where a shard's tensors lie: file size and name -> (dtype, shape, begin, end) in bytes."""
 
-    def __init__(self, path: Path):
+    size: int
+    tensors: dict[str, tuple[np.dtype, tuple[int, ...], int, int]]
+
+
+class Shard:
+    """A memory-mapped shard; :meth:`rows` copies rows out.
+
+    ``layout``, when given (from an earlier open of the same file), skips reading and
+    checking the header again if the file still has its size.
+    """
+
+    def __init__(self, path: Path, layout: Layout | None = None):
         self.path = path
         try:
-            # a plain ndarray over the map: slicing a np.memmap subclass costs more
-            self._map = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
+            fd = os.open(path, os.O_RDONLY)  # os.open: a third of open()'s cost
+            try:
+                mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            finally:
+                os.close(fd)  # the map stays valid
         except (OSError, ValueError) as exc:  # ValueError: an empty file
             raise DamagedShardError(path, f"unreadable shard: {exc}") from exc
-        tensors, self.metadata = _parse_header(self._map, path)
+        buffer = np.frombuffer(mapped, dtype=np.uint8)  # keeps the map alive
+        if layout is None or layout.size != len(buffer):
+            layout = read_layout(buffer, path)
+        self.layout = layout
+        views = {
+            name: buffer[begin:end].view(dtype).reshape(shape)
+            for name, (dtype, shape, begin, end) in layout.tensors.items()
+        }
         self.keys, self.offsets, self.embeddings = (
-            tensors["keys"], tensors["offsets"], tensors["embeddings"]
+            views["keys"], views["offsets"], views["embeddings"]
         )  # fmt: skip
-        n, total = len(self.keys), len(self.embeddings)
-        if self.keys.shape != (n, 2) or self.offsets.shape != (n + 1,) or self.embeddings.ndim != 2:
-            raise DamagedShardError(path, "tensor shapes do not fit together")
-        offsets = np.asarray(self.offsets)
-        if offsets[0] != 0 or offsets[-1] != total or np.any(np.diff(offsets) < 0):
-            raise DamagedShardError(path, "row offsets out of order")
 
     def rows(self, rows: np.ndarray, digests: np.ndarray) -> list[np.ndarray | None]:
         """Rows ``rows`` as float32 arrays [L_i, D]; None where the stored key is not ``digests``.
@@ -95,8 +113,8 @@ class Shard:
         ]
 
 
-def _parse_header(buffer: np.ndarray, path: Path) -> tuple[dict[str, np.ndarray], dict]:
-    """The tensors (views of ``buffer``) and metadata of a safetensors file, all checked."""
+def read_layout(buffer: np.ndarray, path: Path) -> Layout:
+    """The checked layout of a shard file's bytes: header, byte ranges, shapes, offsets."""
     if len(buffer) < 8:
         raise DamagedShardError(path, "truncated shard (no header)")
     (length,) = struct.unpack("<Q", buffer[:8].tobytes())
@@ -105,8 +123,8 @@ def _parse_header(buffer: np.ndarray, path: Path) -> tuple[dict[str, np.ndarray]
     try:
         header = json.loads(buffer[8 : 8 + length].tobytes())
         metadata = header.pop("__metadata__", {})
-        specs = {name: (_DTYPES[s["dtype"]], [int(d) for d in s["shape"]],
-                        [int(o) for o in s["data_offsets"]])
+        specs = {name: (_DTYPES[s["dtype"]], tuple(int(d) for d in s["shape"]),
+                        *(8 + length + int(o) for o in s["data_offsets"]))
                  for name, s in header.items()}  # fmt: skip
     except (ValueError, KeyError, TypeError) as exc:
         raise DamagedShardError(path, f"garbled shard header: {exc!r}") from exc
@@ -114,27 +132,38 @@ def _parse_header(buffer: np.ndarray, path: Path) -> tuple[dict[str, np.ndarray]
         raise DamagedShardError(path, f"not a {FORMAT_NAME} shard")
     if set(specs) != {"keys", "offsets", "embeddings"}:
         raise DamagedShardError(path, f"tensors {sorted(specs)}, expected keys/offsets/embeddings")
-    data = buffer[8 + length :]
-    ends = [end for _, _, (_, end) in specs.values()]
-    if max(ends) != len(data):
+    if max(end for *_, end in specs.values()) != len(buffer):
         raise DamagedShardError(path, "truncated shard (file not fully covered by its tensors)")
-    tensors = {}
-    for name, (dtype, shape, (begin, end)) in specs.items():
-        if not 0 <= begin <= end or end - begin != dtype.itemsize * int(np.prod(shape)):
+    for name, (dtype, shape, begin, end) in specs.items():
+        if not 8 + length <= begin <= end or end - begin != dtype.itemsize * int(np.prod(shape)):
             raise DamagedShardError(path, f"tensor {name} does not match its byte range")
-        tensors[name] = data[begin:end].view(dtype).reshape(shape)
-    return tensors, metadata
+    (n, two), (n1,) = specs["keys"][1], specs["offsets"][1]
+    if two != 2 or n1 != n + 1 or len(specs["embeddings"][1]) != 2:
+        raise DamagedShardError(path, "tensor shapes do not fit together")
+    _, _, begin, end = specs["offsets"]
+    offsets = buffer[begin:end].view("<i8")
+    if offsets[0] != 0 or offsets[-1] != specs["embeddings"][1][0] or np.any(np.diff(offsets) < 0):
+        raise DamagedShardError(path, "row offsets out of order")
+    return Layout(len(buffer), specs)
 
 
 class OpenShards:
-    """The most recently used shards kept mapped (at most ``capacity``)."""
+    """The most recently used shards kept mapped (at most ``capacity``).
+
+    The layout of every shard opened is remembered (a few hundred bytes each), so mapping
+    one again costs an ``mmap``, not a header parse.
+    """
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self._open: OrderedDict[Path, Shard] = OrderedDict()
+        self._layouts: dict[Path, Layout] = {}
 
     def get(self, path: Path) -> Shard:
-        shard = self._open.pop(path, None) or Shard(path)
+        shard = self._open.pop(path, None)
+        if shard is None:
+            shard = Shard(path, self._layouts.get(path))
+            self._layouts[path] = shard.layout
         self._open[path] = shard
         while len(self._open) > self.capacity:
             self._open.popitem(last=False)
@@ -142,6 +171,7 @@ class OpenShards:
 
     def drop(self, path: Path) -> None:
         self._open.pop(path, None)
+        self._layouts.pop(path, None)
 
     def clear(self) -> None:
         self._open.clear()
@@ -151,7 +181,9 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "DamagedShardError",
+    "Layout",
     "OpenShards",
     "Shard",
+    "read_layout",
     "write_shard",
 ]

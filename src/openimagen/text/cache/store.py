@@ -73,7 +73,8 @@ class TextEmbeddingCache:
         self._index = HashIndex()
         self._shards: list[Path] = []  # shard number (in the index) -> its file
         self._dead: set[int] = set()  # shard numbers found damaged
-        self._consumed: dict[str, int] = {}  # journal name -> bytes read
+        # journal name -> (bytes consumed, its size when last read)
+        self._consumed: dict[str, tuple[int, int]] = {}
         self._reported: set[tuple[str, int]] = set()  # damaged journal records already logged
         self._writer: journal.JournalWriter | None = None
         self._open = OpenShards(max_open_shards)
@@ -102,15 +103,16 @@ class TextEmbeddingCache:
                     self._read_journal(path)
 
     def _read_journal(self, path: Path) -> None:
-        consumed = self._consumed.get(path.name, 0)
+        consumed, seen = self._consumed.get(path.name, (0, 0))
         try:
-            if path.stat().st_size <= consumed:
+            size = path.stat().st_size
+            if size <= consumed or size == seen:  # nothing new (or only the same torn tail)
                 return
             records, consumed, damage = journal.read_new(path, consumed)
         except OSError as exc:
             logger.warning(_DAMAGED_JOURNAL, path, f"unreadable: {exc}")
             return
-        self._consumed[path.name] = consumed
+        self._consumed[path.name] = (consumed, size)
         if damage and (path.name, consumed) not in self._reported:
             self._reported.add((path.name, consumed))
             logger.warning(_DAMAGED_JOURNAL, path, damage)
@@ -160,11 +162,16 @@ class TextEmbeddingCache:
         out: list[torch.Tensor | None] = [None] * len(texts)
         with self._lock:
             found = self._locate(digests[:, 0])
-            shard_numbers, rows = unpack(found)
-            for number in np.unique(shard_numbers[found != MISSING]).tolist():
-                where = np.flatnonzero((shard_numbers == number) & (found != MISSING))
+            hits = np.flatnonzero(found != MISSING)
+            if len(hits) == 0:
+                return out
+            shard_numbers, rows = unpack(found[hits])
+            order = np.argsort(shard_numbers, kind="stable")  # the hits grouped by shard
+            numbers, starts = np.unique(shard_numbers[order], return_index=True)
+            for number, group in zip(numbers.tolist(), np.split(order, starts[1:]), strict=True):
+                where = hits[group]
                 try:
-                    values = self._open.get(self._shards[number]).rows(rows[where], digests[where])
+                    values = self._open.get(self._shards[number]).rows(rows[group], digests[where])
                 except DamagedShardError as exc:
                     logger.warning(_DAMAGED, exc.path, exc.reason)
                     self._dead.add(number)
