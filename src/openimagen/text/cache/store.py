@@ -98,25 +98,33 @@ class TextEmbeddingCache:
         """Read what other writers (any process) committed since the last look."""
         with self._lock:
             own = self._writer.path.name if self._writer is not None else None
+            hashes, locations = [], []
             for path in layout.list_journals(self.directory):
                 if path.name != own:
-                    self._read_journal(path)
+                    for shard, shard_hashes in self._read_journal(path):
+                        hashes.append(shard_hashes)
+                        locations.append(pack(len(self._shards), np.arange(len(shard_hashes))))
+                        self._shards.append(shard)
+            if hashes:  # one index update for all of them: opening a big cache is one sort
+                self._index.add(np.concatenate(hashes), np.concatenate(locations))
 
-    def _read_journal(self, path: Path) -> None:
+    def _read_journal(self, path: Path) -> list[tuple[Path, np.ndarray]]:
+        """(shard, hashes of its rows) of each intact shard committed in ``path`` since last."""
         consumed, seen = self._consumed.get(path.name, (0, 0))
         try:
             size = path.stat().st_size
             if size <= consumed or size == seen:  # nothing new (or only the same torn tail)
-                return
+                return []
             records, consumed, damage = journal.read_new(path, consumed)
         except OSError as exc:
             logger.warning(_DAMAGED_JOURNAL, path, f"unreadable: {exc}")
-            return
+            return []
         self._consumed[path.name] = (consumed, size)
         if damage and (path.name, consumed) not in self._reported:
             self._reported.add((path.name, consumed))
             logger.warning(_DAMAGED_JOURNAL, path, damage)
         writer = path.name.removesuffix(journal.SUFFIX)
+        intact = []
         for record in records:
             shard = layout.shard_path(self.directory, writer, record.seq)
             try:
@@ -126,7 +134,8 @@ class TextEmbeddingCache:
             if size != record.size:  # missing or truncated after it was committed
                 logger.warning(_DAMAGED, shard, f"size {size}, committed as {record.size}")
                 continue
-            self._add(shard, record.hashes)
+            intact.append((shard, record.hashes))
+        return intact
 
     def _add(self, shard: Path, hashes: np.ndarray) -> None:
         number = len(self._shards)
