@@ -240,3 +240,25 @@ def test_a_version_1_directory_is_refused_in_one_line_then_migrated(tmp_path, ca
     assert_rows(cache, texts)
     assert (tmp_path / "shards-v1-migrated").is_dir() and not (tmp_path / "shards").exists()
     assert migrate_v1(tmp_path) == 0  # nothing left to do
+
+
+def test_an_interrupted_migration_is_finished_by_running_it_again(tmp_path, monkeypatch, caplog):
+    texts = [f"old caption {i}" for i in range(7)]
+    write_v1(tmp_path, FakeEncoder.cache_id, texts)
+    real_put, calls = TextEmbeddingCache.put_rows, []
+
+    def put_then_fail(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # after the first shard of 3 was stored
+        real_put(self, *args)
+
+    monkeypatch.setattr(TextEmbeddingCache, "put_rows", put_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        migrate_v1(tmp_path, shard_size=3)
+    monkeypatch.setattr(TextEmbeddingCache, "put_rows", real_put)
+    with caplog.at_level(logging.WARNING, logger="openimagen.text"):
+        partial = TextEmbeddingCache(tmp_path)  # opens, says the migration is unfinished
+    assert len(partial) == 3 and any("--migrate" in r.getMessage() for r in caplog.records)
+    assert migrate_v1(tmp_path, shard_size=3) == 4  # only what was not copied yet
+    assert_rows(TextEmbeddingCache(tmp_path), texts)

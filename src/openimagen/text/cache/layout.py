@@ -29,6 +29,7 @@ FORMAT_FILE = "format.json"
 INDEX_DIR = "index"
 DATA_DIR = "data"
 V1_DIR = "shards"
+V1_MIGRATING_DIR = "shards-v1-migrating"  # renamed from V1_DIR when a migration starts
 V1_MIGRATED_DIR = "shards-v1-migrated"
 
 
@@ -61,11 +62,12 @@ def check_directory(directory: Path) -> None:
                 f"{marker} says version {found.get('version')!r}: written by another "
                 "openimagen; use that version or a new directory.",
             )  # fmt: skip
-        if (directory / V1_DIR).is_dir():
+        if (directory / V1_MIGRATING_DIR).is_dir():
             logger.warning(
-                "text cache %s still holds version-1 shards in %s/ (a migration was "
-                "interrupted?); they are not read. %s",
-                directory, V1_DIR, migrate_hint(directory),
+                "text cache %s: its version-1 shards (%s/) are being migrated, or their "
+                "migration was interrupted; only `openimagen encode-text --cache %s --migrate` "
+                "reads them.",
+                directory, V1_MIGRATING_DIR, directory,
             )  # fmt: skip
         return
     if (directory / V1_DIR).is_dir():
@@ -104,6 +106,7 @@ __all__ = [
     "INDEX_DIR",
     "V1_DIR",
     "V1_MIGRATED_DIR",
+    "V1_MIGRATING_DIR",
     "check_directory",
     "list_journals",
     "migrate_hint",

@@ -4,7 +4,8 @@ Version 1 kept ``DIR/shards/<time>-<random>.json`` (format, cache_id, key -> pro
 ``.safetensors`` files holding one tensor [L_i, D] per prompt, named by its key. Its keys
 are the same sha256 as version 2's, so every entry is copied as is, in batches of
 ``shard_size``; entries already present are skipped, so an interrupted migration is simply
-run again. At the end ``shards/`` is renamed ``shards-v1-migrated/`` (delete it when done).
+run again. ``shards/`` is renamed ``shards-v1-migrating/`` as it starts and
+``shards-v1-migrated/`` when it is done (delete that then).
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ def migrate_v1(directory: str | os.PathLike, *, shard_size: int = 4096) -> int:
     A directory with nothing of version 1 is left alone (returns 0).
     """
     directory = Path(directory)
-    old = directory / layout.V1_DIR
+    old = directory / layout.V1_MIGRATING_DIR
+    if (directory / layout.V1_DIR).is_dir():
+        os.replace(directory / layout.V1_DIR, old)  # a rerun after an interruption finds it
     if not old.is_dir():
         return 0
-    layout.write_marker(directory)  # from here on the directory opens as version 2
-    cache = TextEmbeddingCache(directory)
+    cache = TextEmbeddingCache(directory)  # opens as version 2 from here on
     copied = 0
     pending: dict[str, tuple[list[str], list[torch.Tensor]]] = {}  # cache_id -> batch
     for index_path in sorted(old.glob("*.json")):
