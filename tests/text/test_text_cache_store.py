@@ -262,3 +262,23 @@ def test_an_interrupted_migration_is_finished_by_running_it_again(tmp_path, monk
     assert len(partial) == 3 and any("--migrate" in r.getMessage() for r in caplog.records)
     assert migrate_v1(tmp_path, shard_size=3) == 4  # only what was not copied yet
     assert_rows(TextEmbeddingCache(tmp_path), texts)
+
+
+def fork_child_put(cache) -> None:
+    encoder = FakeEncoder()
+    cache.put(encoder.cache_id, batch_texts(1, 0), *encoder.encode(batch_texts(1, 0)))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork")
+def test_a_forked_copy_writes_its_own_journal(tmp_path):
+    cache, encoder = TextEmbeddingCache(tmp_path), FakeEncoder()
+    cache.put(encoder.cache_id, batch_texts(0, 0), *encoder.encode(batch_texts(0, 0)))
+    child = multiprocessing.get_context("fork").Process(target=fork_child_put, args=(cache,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    cache.put(encoder.cache_id, batch_texts(0, 1), *encoder.encode(batch_texts(0, 1)))
+    assert len(list((tmp_path / "index").iterdir())) == 2  # never two writers on one journal
+    assert_rows(
+        TextEmbeddingCache(tmp_path), batch_texts(0, 0) + batch_texts(1, 0) + batch_texts(0, 1)
+    )
