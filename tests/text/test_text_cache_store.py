@@ -63,6 +63,12 @@ def test_index_holds_16_bytes_per_entry_and_newest_wins():
         distinct.add(rng.permutation(1000).astype(np.uint64) + 1000 * batch, np.zeros(1000))
     assert len(distinct) == 300_000 and distinct.nbytes == 16 * 300_000  # no Python objects
     assert len(distinct._runs) <= 2 * np.log2(300)  # O(log N) sorted runs
+    capped = HashIndex(run_cap=50_000)  # a merge never copies more than 50,000 entries
+    for batch in range(300):
+        capped.add(np.arange(1000, dtype=np.uint64) + 1000 * batch, np.arange(1000) + batch)
+    assert all(len(h) <= 50_000 for h, _ in capped._runs) and len(capped) == 300_000
+    queries = np.array([0, 999, 150_500, 299_999, 300_000], dtype=np.uint64)
+    assert capped.lookup(queries).tolist() == [0, 999, 500 + 150, 999 + 299, MISSING]
 
 
 def test_a_64_bit_collision_is_a_miss_never_another_prompt(tmp_path, monkeypatch):

@@ -53,11 +53,17 @@ def _merge(
 
 
 class HashIndex:
-    """Sorted runs of (hash uint64, location int64), newest run last."""
+    """Sorted runs of (hash uint64, location int64), newest run last.
 
-    def __init__(self) -> None:
+    No run grows past ``run_cap`` entries (16.8 million: 256 MiB), so the copy a merge makes
+    is bounded whatever the size of the index, at the price of one more run to search per
+    ``run_cap`` entries (a LAION-2B index: about 120 runs).
+    """
+
+    def __init__(self, run_cap: int = 1 << 24) -> None:
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []
         self.count = 0  # distinct hashes
+        self.run_cap = run_cap
 
     def __len__(self) -> int:
         return self.count
@@ -68,15 +74,20 @@ class HashIndex:
 
     def add(self, hashes: np.ndarray, locations: np.ndarray) -> None:
         """Add one batch; a hash given again (in this batch or before) takes the new location."""
-        if len(hashes) == 0:
-            return
-        run = _sorted_run(np.asarray(hashes, dtype=np.uint64), np.asarray(locations, np.int64))
-        self.count += int(np.count_nonzero(self.lookup(run[0]) == MISSING))
-        self._runs.append(run)
-        # Merge while the run before is no more than twice as long: O(log N) runs.
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
-            newer = self._runs.pop()
-            self._runs[-1] = _merge(*self._runs[-1], *newer)
+        for start in range(0, len(hashes), self.run_cap):
+            part = slice(start, start + self.run_cap)
+            run = _sorted_run(
+                np.asarray(hashes[part], dtype=np.uint64), np.asarray(locations[part], np.int64)
+            )
+            self.count += int(np.count_nonzero(self.lookup(run[0]) == MISSING))
+            self._runs.append(run)
+            # Merge while the run before is at most twice as long: O(log N) runs (and a cap).
+            while len(self._runs) > 1 and (
+                len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0])
+                and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= self.run_cap
+            ):
+                newer = self._runs.pop()
+                self._runs[-1] = _merge(*self._runs[-1], *newer)
 
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
         """The location of each hash, or ``MISSING`` (-1): [N] int64."""
