@@ -34,10 +34,7 @@ _DAMAGED_JOURNAL = (
     "text cache: ignoring the rest of journal %s (%s); the batches it commits from there "
     "on will be encoded again."
 )
-_DAMAGED = (
-    "text cache: ignoring damaged file %s (%s); its prompts will be encoded again. "
-    "Delete it to silence this warning."
-)
+_DAMAGED = "text cache: ignoring damaged file %s (%s); its prompts will be encoded again."
 
 
 class TextEmbeddingCache:
