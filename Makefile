@@ -1,11 +1,17 @@
 # Two entry points, both idempotent and self-installing on a fresh machine:
 #   make demo   install, then run the main job
 #   make test   install, then run the test suite (what .ci/run calls)
-PYTHON ?= python3
-VENV   ?= .venv
-PY     := $(VENV)/bin/python
+# and the optional evaluation environment (docs/evaluation.md, "The evaluation environment"):
+#   make eval-env   .venv-eval: torch 2.14.1 + torchvision 0.29.1, torch-fidelity, open_clip
+PYTHON    ?= python3
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+EVAL_VENV ?= .venv-eval
+EVAL_PY   := $(EVAL_VENV)/bin/python
+# the tests marked `coco` (they need .venv-eval); the default run leaves them out (pyproject)
+COCO_TESTS := tests/eval/test_eval_coco.py tests/eval/test_eval_metrics.py
 
-.PHONY: demo test lint install chromium
+.PHONY: demo test lint install chromium eval-env
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +20,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
+
+# FID (torch-fidelity) and CLIP score (open_clip) need torchvision, and PyPI's torchvision
+# cannot be imported beside the CPU torch 2.13.0 of .venv ("operator torchvision::nms does
+# not exist"). torch 2.14.1 and torchvision 0.29.1 (a CUDA build, ~5.5 GB, also runs on the
+# CPU) are installed first and pinned, so the project's `torch>=2.5` installs nothing more.
+$(EVAL_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(EVAL_VENV)
+	$(EVAL_PY) -m pip install --quiet --upgrade pip
+	$(EVAL_PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(EVAL_PY) -m pip install --quiet -e '.[eval]' 'pytest>=8'
+	touch $@
+
+eval-env: $(EVAL_VENV)/.installed
 
 # The web page test drives Debian's headless Chromium (never `playwright install`).
 chromium:
@@ -27,10 +46,13 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/openimagen generate "two red circles above a blue square" --num-images 4 --out openimagen.png --overwrite
 
 # lint-imports checks the architecture contract in .importlinter (docs/ARCHITECTURE.md, "Layers")
-test: $(VENV)/.installed chromium
+# The coco tests run in .venv-eval, the only environment that can import torch-fidelity and
+# open_clip; `-m coco` there overrides the `-m 'not coco'` of the default run.
+test: $(VENV)/.installed $(EVAL_VENV)/.installed chromium
 	$(PY) -m ruff check src tests benchmarks tools
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
+	$(EVAL_PY) -m pytest -q -m coco $(COCO_TESTS)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check src tests benchmarks tools

@@ -59,14 +59,15 @@ def count(high: int) -> Callable[[str], int]:
 # -- the help style ------------------------------------------------------------------------------
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default once: help that already says it ("(default: the
-    model's)") is left as written, any other gets argparse's "(default: X)"."""
+    model's)") is left as written, as is a required option's (it has none); any other gets
+    argparse's "(default: X)"."""
 
     def __init__(self, prog: str):
         super().__init__(prog, max_help_position=32)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "(default:" in text or "%(default)" in text:
+        if "(default:" in text or "%(default)" in text or action.required:
             return text
         return super()._get_help_string(action)
 
