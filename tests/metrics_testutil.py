@@ -84,3 +84,30 @@ def picture_folder(directory: Path, count: int, seed: int, size: int = 256) -> l
         paths.append(directory / f"{i:03d}.png")
         Image.fromarray(pixels).save(paths[-1])
     return paths
+
+
+def open_clip_cosines(config: Path, checkpoint: Path, paths, captions) -> torch.Tensor:
+    """cos(image, caption) per pair [n], from open_clip's own calls on the whole set at once."""
+    import open_clip
+
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        config.stem, pretrained=str(checkpoint)
+    )
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(config.stem)
+    pixels = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths])  # [n, 3, S, S]
+    with torch.no_grad():
+        image = model.encode_image(pixels, normalize=True)  # [n, D]
+        text = model.encode_text(tokenizer(list(captions)), normalize=True)  # [n, D]
+    return (image * text).sum(dim=-1)  # [n]
+
+
+def torch_fidelity_fid(generated: Path, reference: Path, weights: Path) -> float:
+    """torch-fidelity's own FID call on two folders, at its defaults but for the weights file."""
+    import torch_fidelity
+
+    metrics = torch_fidelity.calculate_metrics(
+        input1=str(generated), input2=str(reference), fid=True, cuda=False, verbose=False,
+        feature_extractor_weights_path=str(weights),
+    )  # fmt: skip
+    return float(metrics["frechet_inception_distance"])

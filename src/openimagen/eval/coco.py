@@ -4,7 +4,7 @@ The paper's protocol: 30,000 prompts drawn at random from the COCO validation ca
 one image generated per prompt, and the generated images compared with the reference
 images of the full validation set; samples at 256x256. Here:
 
-1. **Draw** (:func:`draw_captions`): the images of ``captions_val2014.json`` that have a
+1. **Draw** (:func:`openimagen.eval.coco_captions.draw_captions`): the images of ``captions_val2014.json`` that have a
    caption, in image-id order, are permuted by ``torch.randperm`` under ``caption_seed``;
    the first ``num`` are drawn and each gets one of its captions (chosen by a second draw
    from the same generator, by draw position). A draw of n is the first n of a draw of
@@ -28,8 +28,6 @@ rerun prepares only what is missing), and ``results.json``.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import io
 import json
 import logging
@@ -40,7 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from openimagen.errors import InvalidArgumentError
-from openimagen.eval.drawbench import ModelSpec, run_drawbench
+from openimagen.eval.coco_captions import (
+    CocoCaptions,
+    CocoImage,
+    DrawnCaption,
+    draw_captions,
+    read_coco_captions,
+)
+from openimagen.eval.drawbench import ModelSpec, read_manifest, run_drawbench
 from openimagen.eval.metrics import (
     CLIP_SCORE_SCALE,
     FID_FEATURE_EXTRACTOR,
@@ -54,8 +59,8 @@ from openimagen.eval.metrics import (
     resolve_clip_model,
     sha256_file,
 )
+from openimagen.eval.prompts import load_prompt_suite
 from openimagen.fileio import atomic_write, atomic_write_json
-from openimagen.text import check_prompt
 from openimagen.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -66,10 +71,11 @@ RUN_VERSION = 1
 RUN_FILE = "coco.json"
 CAPTIONS_FILE = "captions.jsonl"
 RESULTS_FILE = "results.json"
+GENERATED_DIR = "fid/generated"
+REFERENCE_DIR = "fid/reference"
 PAPER_NUM = 30000
 IMAGE_SIZE = 256
 REFERENCES = ("all", "drawn")
-CATEGORY = "coco"
 PROTOCOL = {
     "image_size": IMAGE_SIZE,
     "crop": "largest centred square, integer box ((w - s) // 2, (h - s) // 2), s = min(w, h)",
@@ -88,123 +94,6 @@ PROTOCOL = {
         "inside": "the model's own preprocessing (resize, centre crop, normalize) and tokenizer",
     },
 }
-_COCO_FIX = (
-    "Pass captions_val2014.json from COCO's annotations_trainval2014.zip "
-    "(instances_*.json and person_keypoints_*.json hold no captions)."
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class CocoImage:
-    """One image of a captions file: its id, file name and (annotation id, caption) pairs."""
-
-    image_id: int
-    file_name: str
-    captions: tuple[tuple[int, str], ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class CocoCaptions:
-    """A COCO captions file: its images in image-id order."""
-
-    path: Path
-    sha256: str
-    images: tuple[CocoImage, ...]
-
-    @property
-    def captioned(self) -> list[CocoImage]:
-        return [image for image in self.images if image.captions]
-
-
-@dataclasses.dataclass(frozen=True)
-class DrawnCaption:
-    """One drawn caption: ``index`` is its prompt index in the run (its seed derives from it)."""
-
-    index: int
-    image_id: int
-    annotation_id: int
-    file_name: str
-    caption: str
-
-    def row(self) -> dict[str, Any]:
-        return {"prompt": self.caption, "category": CATEGORY, "image_id": self.image_id,
-                "annotation_id": self.annotation_id, "file_name": self.file_name}  # fmt: skip
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def read_coco_captions(path: str | os.PathLike) -> CocoCaptions:
-    """Parse a COCO captions file (``{"images": [...], "annotations": [...]}``); errors name the entry."""
-    path = check_file("--captions", path, "COCO's captions_val2014.json", _COCO_FIX)
-    data_bytes = path.read_bytes()
-    try:
-        data = json.loads(data_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidArgumentError(
-            "--captions", str(path), "a COCO captions file (JSON)", f"It is not JSON ({exc}). {_COCO_FIX}"
-        ) from exc  # fmt: skip
-    if not (isinstance(data, dict) and isinstance(data.get("images"), list)
-            and isinstance(data.get("annotations"), list)):  # fmt: skip
-        raise InvalidArgumentError(
-            "--captions", str(path), 'a COCO captions file: a JSON object with "images" and '
-            '"annotations" lists', _COCO_FIX,
-        )  # fmt: skip
-    names: dict[int, str] = {}
-    for i, image in enumerate(data["images"]):
-        if not (isinstance(image, dict) and _is_int(image.get("id"))
-                and isinstance(image.get("file_name"), str) and image["file_name"]):  # fmt: skip
-            raise InvalidArgumentError(
-                f"--captions {path.name} images[{i}]", image,
-                'an object with an integer "id" and a "file_name"', _COCO_FIX,
-            )  # fmt: skip
-        names[image["id"]] = image["file_name"]
-    captions: dict[int, list[tuple[int, str]]] = {image_id: [] for image_id in names}
-    for i, note in enumerate(data["annotations"]):
-        if not (isinstance(note, dict) and _is_int(note.get("image_id")) and _is_int(note.get("id"))
-                and isinstance(note.get("caption"), str)):  # fmt: skip
-            raise InvalidArgumentError(
-                f"--captions {path.name} annotations[{i}]", note,
-                'an object with integer "id" and "image_id" and a "caption" string', _COCO_FIX,
-            )  # fmt: skip
-        if note["image_id"] not in names:
-            raise InvalidArgumentError(
-                f"--captions {path.name} annotations[{i}].image_id", note["image_id"],
-                'the id of an entry of "images"', "The file is damaged; download it again.",
-            )  # fmt: skip
-        text = " ".join(note["caption"].split())  # COCO captions carry stray newlines, spaces
-        where = f"--captions {path.name} annotations[{i}].caption"
-        if not text:
-            raise InvalidArgumentError(where, note["caption"], "a non-empty caption")
-        captions[note["image_id"]].append((note["id"], check_prompt(text, where)))
-    images = tuple(
-        CocoImage(image_id, names[image_id], tuple(sorted(captions[image_id])))
-        for image_id in sorted(names)
-    )
-    return CocoCaptions(path, hashlib.sha256(data_bytes).hexdigest(), images)
-
-
-def draw_captions(captions: CocoCaptions, num: int, seed: int) -> list[DrawnCaption]:
-    """``num`` images drawn at random under ``seed``, one caption each (module docstring)."""
-    import torch
-
-    pool = captions.captioned
-    if not (_is_int(num) and 1 <= num <= len(pool)):
-        raise InvalidArgumentError(
-            "--num", num, f"an integer from 1 to {len(pool)}, the captioned images of "
-            f"{captions.path.name}", "The paper draws 30000 from captions_val2014.json (40504 images).",
-        )  # fmt: skip
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(pool), generator=generator).tolist()  # [n_images]
-    choice = torch.rand(len(pool), generator=generator, dtype=torch.float64).tolist()  # [n_images]
-    drawn = []
-    for index in range(num):
-        image = pool[order[index]]
-        k = min(int(choice[index] * len(image.captions)), len(image.captions) - 1)
-        annotation_id, text = image.captions[k]
-        drawn.append(DrawnCaption(index, image.image_id, annotation_id, image.file_name, text))
-    return drawn
 
 
 def prepare_image(image: Any, size: int = IMAGE_SIZE) -> Any:
@@ -221,9 +110,7 @@ def prepare_image(image: Any, size: int = IMAGE_SIZE) -> Any:
     return square.resize((size, size), Image.Resampling.BICUBIC)
 
 
-def prepare_folder(
-    pairs: Sequence[tuple[Path, Path]], *, desc: str, progress: bool = True
-) -> int:
+def prepare_folder(pairs: Sequence[tuple[Path, Path]], *, desc: str, progress: bool = True) -> int:
     """Write ``prepare_image(source)`` to each missing ``target`` (atomically); returns the count."""
     from PIL import Image
     from tqdm.auto import tqdm
@@ -272,6 +159,88 @@ def _check_run(out_dir: Path, run: dict[str, Any]) -> None:
             )  # fmt: skip
 
 
+def _check_inputs(
+    model: ModelSpec,
+    captions_path: str | os.PathLike,
+    images_dir: Path,
+    out_dir: Path,
+    *,
+    num: int,
+    caption_seed: int,
+    reference: str,
+    inception_weights: str | os.PathLike,
+    clip_checkpoint: str | os.PathLike,
+    clip_model: str,
+) -> tuple[CocoCaptions, list[DrawnCaption], list[CocoImage | DrawnCaption], str]:
+    """Every check that costs nothing, in the order a user fixes them; the draw and references."""
+    from openimagen.cascade import read_cascade_config
+
+    read_cascade_config(model.directory)  # a broken model directory is refused here, not later
+    if reference not in REFERENCES:
+        raise InvalidArgumentError("--reference", reference, f"one of {', '.join(REFERENCES)}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidArgumentError("--out", str(out_dir), "a directory (new or a run's)")
+    captions = read_coco_captions(captions_path)
+    drawn = draw_captions(captions, num, caption_seed)
+    if not images_dir.is_dir():
+        raise InvalidArgumentError(
+            "--images", str(images_dir), "the folder of the captions file's images (val2014/)",
+            "Unpack COCO's val2014.zip and pass the folder.",
+        )  # fmt: skip
+    # the reference images: the whole file's (the paper's), or the drawn ones in image-id order
+    references: list[CocoImage | DrawnCaption] = (
+        list(captions.images)
+        if reference == "all"
+        else sorted({d.image_id: d for d in drawn}.values(), key=lambda d: d.image_id)
+    )
+    missing = [r.file_name for r in references if not (images_dir / r.file_name).is_file()]
+    if missing:
+        raise InvalidArgumentError(
+            "--images", str(images_dir), f"a folder holding the {len(references)} reference images",
+            f"{len(missing)} are missing (first: {missing[0]}); pass the val2014/ folder of "
+            f"the same COCO release as {captions.path.name}.",
+        )  # fmt: skip
+    check_inception_weights(inception_weights)
+    check_file(
+        "--clip-checkpoint", clip_checkpoint, "an open_clip checkpoint",
+        "openimagen never downloads weights: fetch the file (docs/evaluation.md) and pass its path.",
+    )  # fmt: skip
+    require_eval_packages()
+    return captions, drawn, references, resolve_clip_model(clip_model)
+
+
+def _start_run(out_dir: Path, run: dict[str, Any], drawn: Sequence[DrawnCaption]) -> Path:
+    """Check ``run`` against a run directory's, then write coco.json and the prompt file."""
+    _check_run(out_dir, run)
+    atomic_write_json(out_dir / RUN_FILE, run)
+    captions_file = out_dir / CAPTIONS_FILE
+    with atomic_write(captions_file, "w") as handle:  # the same bytes in every process
+        for d in drawn:
+            handle.write(json.dumps(d.row(), ensure_ascii=False, sort_keys=True) + "\n")
+    return captions_file
+
+
+def _prepare_run(
+    out_dir: Path,
+    images_dir: Path,
+    references: Sequence[CocoImage | DrawnCaption],
+    progress: bool,
+) -> tuple[list[dict[str, Any]], list[Path]]:
+    """The manifest's rows in prompt order, and the prepared files of the generated images."""
+    rows = sorted(read_manifest(out_dir), key=lambda r: r["prompt_index"])
+    generated_files = [out_dir / GENERATED_DIR / f"{r['prompt_index']:06d}.png" for r in rows]
+    prepare_folder(
+        [(out_dir / r["path"], target) for r, target in zip(rows, generated_files, strict=True)],
+        desc="prepare generated", progress=progress,
+    )  # fmt: skip
+    prepare_folder(
+        [(images_dir / r.file_name, out_dir / REFERENCE_DIR / (Path(r.file_name).stem + ".png"))
+         for r in references],
+        desc="prepare reference", progress=progress,
+    )  # fmt: skip
+    return rows, generated_files
+
+
 def run_coco(
     model: ModelSpec,
     captions_path: str | os.PathLike,
@@ -298,64 +267,22 @@ def run_coco(
     the reference images, the libraries), so a mistake is reported before any image is
     drawn. Under several processes only the first scores; the others return None.
     """
-    from openimagen.cascade import read_cascade_config
-
     out_dir, images_dir = Path(out_dir), Path(images_dir)
-    read_cascade_config(model.directory)  # a broken model directory is refused here, not later
-    if reference not in REFERENCES:
-        raise InvalidArgumentError("--reference", reference, f"one of {', '.join(REFERENCES)}")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InvalidArgumentError("--out", str(out_dir), "a directory (new or a run's)")
-    captions = read_coco_captions(captions_path)
-    drawn = draw_captions(captions, num, caption_seed)
-    if not images_dir.is_dir():
-        raise InvalidArgumentError(
-            "--images", str(images_dir), "the folder of the captions file's images (val2014/)",
-            "Unpack COCO's val2014.zip and pass the folder.",
-        )  # fmt: skip
-    # the reference images: the whole file's (the paper's), or the drawn ones in image-id order
-    references = (
-        captions.images
-        if reference == "all"
-        else sorted({d.image_id: d for d in drawn}.values(), key=lambda d: d.image_id)
-    )
-    missing = [r.file_name for r in references if not (images_dir / r.file_name).is_file()]
-    if missing:
-        raise InvalidArgumentError(
-            "--images", str(images_dir), f"a folder holding the {len(references)} reference images",
-            f"{len(missing)} are missing (first: {missing[0]}); pass the val2014/ folder of "
-            f"the same COCO release as {captions.path.name}.",
-        )  # fmt: skip
-    check_inception_weights(inception_weights)
-    check_file(
-        "--clip-checkpoint", clip_checkpoint, "an open_clip checkpoint",
-        "openimagen never downloads weights: fetch the file (docs/evaluation.md) and pass its path.",
+    captions, drawn, references, clip_name = _check_inputs(
+        model, captions_path, images_dir, out_dir, num=num, caption_seed=caption_seed,
+        reference=reference, inception_weights=inception_weights,
+        clip_checkpoint=clip_checkpoint, clip_model=clip_model,
     )  # fmt: skip
-    require_eval_packages()
-    clip_name = resolve_clip_model(clip_model)
-
     run = {
-        "format": RUN_FORMAT,
-        "version": RUN_VERSION,
+        "format": RUN_FORMAT, "version": RUN_VERSION,
         "captions": {"file": captions.path.name, "sha256": captions.sha256,
-                     "images": len(captions.images)},  # fmt: skip
-        "num": num,
-        "caption_seed": caption_seed,
-        "seed": seed,
-        "reference": reference,
-        "model": model.label,
-        "protocol": PROTOCOL,
-    }
-    _check_run(out_dir, run)
-    atomic_write_json(out_dir / RUN_FILE, run)
-    captions_file = out_dir / CAPTIONS_FILE
-    with atomic_write(captions_file, "w") as handle:  # the same bytes in every process
-        for d in drawn:
-            handle.write(json.dumps(d.row(), ensure_ascii=False, sort_keys=True) + "\n")
+                     "images": len(captions.images)},
+        "num": num, "caption_seed": caption_seed, "seed": seed, "reference": reference,
+        "model": model.label, "protocol": PROTOCOL,
+    }  # fmt: skip
+    captions_file = _start_run(out_dir, run, drawn)
 
-    from openimagen.eval.prompts import load_prompt_suite
-
-    started = time.monotonic()
+    seconds, started = {}, time.monotonic()
     generated = run_drawbench(
         [model], load_prompt_suite(captions_file), out_dir, num_per_prompt=1, seed=seed,
         batch_size=batch_size, sampling_overrides=sampling_overrides, num_stages=num_stages,
@@ -363,56 +290,31 @@ def run_coco(
     )  # fmt: skip
     if generated["manifest"] is None:  # not the first process
         return None
-    seconds = {"generate": time.monotonic() - started}
-
-    from openimagen.eval.drawbench import read_manifest
-
-    started = time.monotonic()
-    rows = sorted(read_manifest(out_dir), key=lambda r: r["prompt_index"])
-    generated_dir, reference_dir = out_dir / "fid" / "generated", out_dir / "fid" / "reference"
-    generated_files = [generated_dir / f"{r['prompt_index']:06d}.png" for r in rows]
-    prepare_folder(
-        [(out_dir / r["path"], target) for r, target in zip(rows, generated_files, strict=True)],
-        desc="prepare generated", progress=progress,
-    )  # fmt: skip
-    prepare_folder(
-        [(images_dir / r.file_name, reference_dir / (Path(r.file_name).stem + ".png"))
-         for r in references],
-        desc="prepare reference", progress=progress,
-    )  # fmt: skip
-    seconds["prepare"] = time.monotonic() - started
-
-    started = time.monotonic()
+    seconds["generate"], started = time.monotonic() - started, time.monotonic()
+    rows, generated_files = _prepare_run(out_dir, images_dir, references, progress)
+    seconds["prepare"], started = time.monotonic() - started, time.monotonic()
     fid = frechet_inception_distance(
-        generated_dir, reference_dir, inception_weights, device=device,
+        out_dir / GENERATED_DIR, out_dir / REFERENCE_DIR, inception_weights, device=device,
         batch_size=metric_batch_size, progress=progress,
     )  # fmt: skip
-    seconds["fid"] = time.monotonic() - started
-    started = time.monotonic()
+    seconds["fid"], started = time.monotonic() - started, time.monotonic()
     score = clip_score(
         generated_files, [r["prompt"] for r in rows], model=clip_name, checkpoint=clip_checkpoint,
         device=device, batch_size=metric_batch_size, progress=progress,
     )  # fmt: skip
     seconds["clip_score"] = time.monotonic() - started
-
     results = {
-        "format": RESULTS_FORMAT,
-        "version": RUN_VERSION,
-        "fid": fid,
-        "clip_score": score,
-        "num_generated": len(rows),
-        "num_reference": len(references),
+        "format": RESULTS_FORMAT, "version": RUN_VERSION, "fid": fid, "clip_score": score,
+        "num_generated": len(rows), "num_reference": len(references),
         **{k: run[k] for k in ("model", "captions", "caption_seed", "seed", "reference")},
-        "model_dir": str(model.directory),
-        "protocol": PROTOCOL,
+        "model_dir": str(model.directory), "protocol": PROTOCOL,
         "inception_weights": {"file": Path(inception_weights).name,
-                              "sha256": sha256_file(inception_weights)},  # fmt: skip
+                              "sha256": sha256_file(inception_weights)},
         "clip": {"model": clip_name, "model_argument": str(clip_model),
-                 "checkpoint": Path(clip_checkpoint).name,
-                 "sha256": sha256_file(clip_checkpoint)},  # fmt: skip
+                 "checkpoint": Path(clip_checkpoint).name, "sha256": sha256_file(clip_checkpoint)},
         "software": {"openimagen": __version__, **library_versions()},
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
-    }
+    }  # fmt: skip
     atomic_write_json(out_dir / RESULTS_FILE, results)
     return results
 
@@ -425,12 +327,9 @@ __all__ = [
     "REFERENCES",
     "RESULTS_FILE",
     "RUN_FILE",
-    "CocoCaptions",
-    "CocoImage",
-    "DrawnCaption",
-    "draw_captions",
+    "GENERATED_DIR",
+    "REFERENCE_DIR",
     "prepare_folder",
     "prepare_image",
-    "read_coco_captions",
     "run_coco",
 ]
