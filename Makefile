@@ -1,8 +1,9 @@
 # Two entry points, both idempotent and self-installing on a fresh machine:
 #   make demo   install, then run the main job
 #   make test   install, then run the test suite (what .ci/run calls)
-# and the optional evaluation environment (docs/evaluation.md, "The evaluation environment"):
-#   make eval-env   .venv-eval: torch 2.14.1 + torchvision 0.29.1, torch-fidelity, open_clip
+# and the evaluation environment (docs/evaluation.md, "The evaluation environment"):
+#   make eval-env   .venv-eval: torch + torchvision from PyPI, torch-fidelity, open_clip
+#   make test-coco  the tests marked `coco`, in .venv-eval (make test runs them too)
 PYTHON    ?= python3
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
@@ -10,8 +11,15 @@ EVAL_VENV ?= .venv-eval
 EVAL_PY   := $(EVAL_VENV)/bin/python
 # the tests marked `coco` (they need .venv-eval); the default run leaves them out (pyproject)
 COCO_TESTS := tests/eval/test_eval_coco.py tests/eval/test_eval_metrics.py
+# a torch / torchvision pair PyPI has for this machine (on x86_64 a CUDA build, 5.5 GB, that
+# also runs on the CPU; on aarch64 a CPU build); docs/evaluation.md
+ifneq ($(filter aarch64 arm64,$(shell uname -m)),)
+EVAL_TORCH := torch==2.9.1 torchvision==0.24.1
+else
+EVAL_TORCH := torch==2.14.1 torchvision==0.29.1
+endif
 
-.PHONY: demo test lint install chromium eval-env
+.PHONY: demo test test-coco lint install chromium eval-env
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +31,12 @@ $(VENV)/.installed: pyproject.toml
 
 # FID (torch-fidelity) and CLIP score (open_clip) need torchvision, and PyPI's torchvision
 # cannot be imported beside the CPU torch 2.13.0 of .venv ("operator torchvision::nms does
-# not exist"). torch 2.14.1 and torchvision 0.29.1 (a CUDA build, ~5.5 GB, also runs on the
-# CPU) are installed first and pinned, so the project's `torch>=2.5` installs nothing more.
+# not exist"). PyPI's own pair ($(EVAL_TORCH)) is installed first and pinned, so the
+# project's `torch>=2.5` installs nothing more.
 $(EVAL_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(EVAL_VENV)
 	$(EVAL_PY) -m pip install --quiet --upgrade pip
-	$(EVAL_PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(EVAL_PY) -m pip install --quiet $(EVAL_TORCH)
 	$(EVAL_PY) -m pip install --quiet -e '.[eval]' 'pytest>=8'
 	touch $@
 
@@ -52,6 +60,9 @@ test: $(VENV)/.installed $(EVAL_VENV)/.installed chromium
 	$(PY) -m ruff check src tests benchmarks tools
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
+	$(EVAL_PY) -m pytest -q -m coco $(COCO_TESTS)
+
+test-coco: $(EVAL_VENV)/.installed
 	$(EVAL_PY) -m pytest -q -m coco $(COCO_TESTS)
 
 lint: $(VENV)/.installed

@@ -24,6 +24,7 @@ from openimagen.eval.coco import (
     GENERATED_DIR,
     REFERENCE_DIR,
     RESULTS_FILE,
+    prepare_folder,
     prepare_image,
 )
 from openimagen.eval.coco_captions import draw_captions, read_coco_captions
@@ -111,6 +112,26 @@ def test_prepare_image_is_the_largest_centred_square_resized_bicubic():
         big.convert("RGB").crop((0, 100, 400, 500)).resize((256, 256), Image.Resampling.BICUBIC)
     )
     assert got.shape == (256, 256, 3) and np.array_equal(got, np.asarray(expected))
+
+
+def test_prepare_folder_writes_only_what_is_missing_and_clears_stale_temporary_files(
+    coco, tmp_path
+):
+    sources = sorted(coco[1].glob("*.jpg"))[:3]
+    targets = [tmp_path / "prepared" / f"{i}.png" for i in range(3)]
+    pairs = list(zip(sources, targets, strict=True))
+    assert prepare_folder(pairs, desc="", progress=False) == 3
+    for source, target in pairs:
+        with Image.open(source) as image, Image.open(target) as written:
+            assert np.array_equal(np.asarray(written), np.asarray(prepare_image(image)))
+    stamps = {t: (t.stat().st_ino, t.stat().st_mtime_ns) for t in targets}
+    targets[1].unlink()
+    stale = tmp_path / "prepared" / ".0.png.abc123.tmp"  # what a killed run leaves
+    stale.write_bytes(b"half a png")
+    assert prepare_folder(pairs, desc="", progress=False) == 1
+    assert targets[1].is_file() and not stale.exists()
+    for target in (targets[0], targets[2]):  # kept, not rewritten
+        assert (target.stat().st_ino, target.stat().st_mtime_ns) == stamps[target]
 
 
 def _args(model, coco, out, **options):
@@ -241,13 +262,15 @@ def test_coco_scores_are_the_libraries_own_on_the_prepared_folders_and_a_killed_
 
     # FID: torch-fidelity's own call on the same two folders with the same weights file
     library_fid = torch_fidelity_fid(full / GENERATED_DIR, full / REFERENCE_DIR, inception_weights)
-    print(f"FID ours {results['fid']!r} torch-fidelity {library_fid!r}")
+    with capsys.disabled():  # shown with -s (capsys holds the command's own output)
+        print(f"\nFID ours {results['fid']!r} torch-fidelity {library_fid!r}")
     assert np.isfinite(library_fid) and library_fid > 0
     assert results["fid"] == pytest.approx(library_fid, rel=1e-6)
     # CLIP score: open_clip's model on the same prepared images and the drawn captions
     cosine = open_clip_cosines(config, checkpoint, generated, [d.caption for d in drawn])
     direct = float(100 * cosine.clamp(min=0).mean())
-    print(f"CLIP score ours {results['clip_score']!r} open_clip direct {direct!r}")
+    with capsys.disabled():
+        print(f"CLIP score ours {results['clip_score']!r} open_clip direct {direct!r}")
     assert direct > 0 and results["clip_score"] == pytest.approx(direct, rel=1e-5)
 
     killed = tmp_path / "killed"
