@@ -26,8 +26,10 @@ from openimagen.eval.coco import (
     RESULTS_FILE,
     prepare_folder,
     prepare_image,
+    run_coco,
 )
 from openimagen.eval.coco_captions import draw_captions, read_coco_captions
+from openimagen.eval.drawbench import ModelSpec
 
 # (width, height, mode) of the tiny COCO's images: landscape, portrait, square, grey, RGBA
 SIZES = [(48, 36, "RGB"), (30, 44, "RGB"), (40, 40, "L"), (64, 48, "RGB"), (36, 36, "RGBA"),
@@ -174,6 +176,15 @@ def test_mistakes_are_one_line_before_anything_is_written(tiny_model_dir, coco, 
         code, _, err = run(_args(tiny_model_dir, coco, out, **{**ok, **change}), capsys)
         assert code == 2 and err.count("\n") == 1 and expected in err, (change, err)
         assert not out.exists(), change
+    # FID needs two images a side: the parser refuses --num 1, and so does the library call
+    with pytest.raises(SystemExit) as stopped:
+        run(_args(tiny_model_dir, coco, out, **{**ok, "--num": "1"}), capsys)
+    assert stopped.value.code == 2
+    assert "argument --num: 1 is out of range" in capsys.readouterr().err
+    with pytest.raises(InvalidArgumentError, match="--num=1 .* FID needs the covariance"):
+        run_coco(ModelSpec.parse(str(tiny_model_dir)), coco[0], coco[1], out,
+                 inception_weights=weights, clip_checkpoint=checkpoint, num=1)  # fmt: skip
+    assert not out.exists()
 
 
 def test_without_the_libraries_the_command_says_how_to_make_the_eval_env(

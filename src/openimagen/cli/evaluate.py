@@ -221,7 +221,7 @@ def _register_coco(benchmarks: argparse._SubParsersAction) -> None:
         "(ViT-L-14-quickgelu: OpenAI's ViT-L/14)",
     )  # fmt: skip
     co.add_argument(
-        "--num", type=ranged(int, 1, 10**6, "an integer >= 1"), default=30000,
+        "--num", type=ranged(int, 2, 10**6, "an integer >= 2"), default=30000,
         help="captions drawn, one image each (the paper: 30000)",
     )  # fmt: skip
     co.add_argument(

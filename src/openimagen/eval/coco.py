@@ -180,6 +180,10 @@ def _check_inputs(
         raise InvalidArgumentError("--reference", reference, f"one of {', '.join(REFERENCES)}")
     if out_dir.exists() and not out_dir.is_dir():
         raise InvalidArgumentError("--out", str(out_dir), "a directory (new or a run's)")
+    if isinstance(num, int) and num < 2:  # draw_captions checks the rest
+        raise InvalidArgumentError(
+            "--num", num, "an integer >= 2", "FID needs the covariance of each image set."
+        )
     captions = read_coco_captions(captions_path)
     drawn = draw_captions(captions, num, caption_seed)
     if not images_dir.is_dir():

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from openimagen.errors import InvalidArgumentError, MissingDependencyError
+from openimagen.errors import InvalidArgumentError, MissingDependencyError, OpenImagenError
 
 logger = logging.getLogger(__name__)
 
@@ -166,8 +166,11 @@ def frechet_inception_distance(
         "verbose": progress,
     }
     # torch-fidelity puts its extractor on the current CUDA device
-    with torch.cuda.device(resolved) if cuda else contextlib.nullcontext():
-        metrics = torch_fidelity.calculate_metrics(**kwargs)
+    try:
+        with torch.cuda.device(resolved) if cuda else contextlib.nullcontext():
+            metrics = torch_fidelity.calculate_metrics(**kwargs)
+    except ValueError as exc:  # torch-fidelity's checks of its inputs (`vassert`)
+        raise OpenImagenError(f"torch-fidelity could not compute FID: {exc}") from exc
     return float(metrics["frechet_inception_distance"])
 
 
