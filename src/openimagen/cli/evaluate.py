@@ -27,7 +27,9 @@ from openimagen.cli.options import (
 from openimagen.version import __version__
 
 # the runner's commands: under torchrun each process takes its own GPU
-RUNNER_DEVICE_HELP = "'auto' (the process's GPU under torchrun, else the CPU), 'cpu', 'cuda' or 'cuda:N'"
+RUNNER_DEVICE_HELP = (
+    "'auto' (the process's GPU under torchrun, else the CPU), 'cpu', 'cuda' or 'cuda:N'"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -128,6 +130,15 @@ def _print_summary(summary: dict) -> None:
             )
 
 
+def _add_runner_options(parser: argparse.ArgumentParser, stages_help: str | None = None) -> None:
+    """The options of the commands that draw through the DrawBench runner (drawbench, coco)."""
+    parser.add_argument("--batch-size", type=count(4096), default=8, help="images per forward pass")
+    add_stages_option(parser, stages_help)
+    add_sampling_options(parser)
+    add_device_option(parser, RUNNER_DEVICE_HELP)
+    add_quiet_option(parser)
+
+
 # -- drawbench -----------------------------------------------------------------------------------
 def _register_drawbench(benchmarks: argparse._SubParsersAction) -> None:
     db = add_command(
@@ -156,11 +167,7 @@ def _register_drawbench(benchmarks: argparse._SubParsersAction) -> None:
         help="images per prompt and model (the paper's sets have 8)",
     )  # fmt: skip
     add_seed_option(db, "base seed; image k of prompt i uses SEED + 1000*i + k with every model")
-    db.add_argument("--batch-size", type=count(4096), default=8, help="images per forward pass")
-    add_stages_option(db, "run only the first N stages of every model (default: all)")
-    add_sampling_options(db)
-    add_device_option(db, RUNNER_DEVICE_HELP)
-    add_quiet_option(db)
+    _add_runner_options(db, "run only the first N stages of every model (default: all)")
     db.set_defaults(func=run_drawbench)
 
 
@@ -233,15 +240,11 @@ def _register_coco(benchmarks: argparse._SubParsersAction) -> None:
         "--reference", choices=["all", "drawn"], default="all",
         help="reference images: all of the captions file (the paper's) or the drawn ones",
     )  # fmt: skip
-    co.add_argument("--batch-size", type=count(4096), default=8, help="images per forward pass")
     co.add_argument(
         "--metric-batch-size", type=count(4096), default=64,
         help="images per batch of the Inception and CLIP networks",
     )  # fmt: skip
-    add_stages_option(co)
-    add_sampling_options(co)
-    add_device_option(co, RUNNER_DEVICE_HELP)
-    add_quiet_option(co)
+    _add_runner_options(co)
     co.set_defaults(func=run_coco)
 
 
