@@ -288,14 +288,14 @@ def test_coco_scores_are_the_libraries_own_on_the_prepared_folders_and_a_killed_
     proc = subprocess.Popen(command(_args(tiny_model_dir, coco, killed, **weights)), env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 300
-    while len(list(killed.glob("images/*/*.png"))) < 2:
+    while len(list(killed.glob("images/*/*.png"))) < 1:
         assert proc.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.01)
     proc.kill()
     proc.wait()
     before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in killed.glob("images/*/*.png")}
-    assert 2 <= len(before) < NUM and not (killed / "manifest.jsonl").exists()
+    assert 1 <= len(before) < NUM and not (killed / "manifest.jsonl").exists()
     stale = next(iter(before)).parent / ".000-00.png.abc123.tmp"
     stale.write_bytes(b"half a png")
 

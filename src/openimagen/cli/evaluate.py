@@ -201,9 +201,10 @@ def _register_coco(benchmarks: argparse._SubParsersAction) -> None:
         benchmarks, "coco",
         "COCO zero-shot FID-30K and CLIP score (needs the eval environment: make eval-env)",
         description="Draw --num captions of the COCO validation set at random, generate one "
-        "image per caption (resumable: run the same command again to continue), resize and "
-        "crop generated and reference images to 256x256, and report FID (torch-fidelity) and "
-        "CLIP score (open_clip) from local weights files. docs/evaluation.md has the protocol.",
+        "image per caption (resumable: run the same command again to continue), crop generated "
+        "and reference images to their centred square and resize them to 256x256, and report "
+        "FID (torch-fidelity) and CLIP score (open_clip) from local weights files. "
+        "docs/evaluation.md has the protocol.",
     )  # fmt: skip
     co.add_argument("--model", metavar="[NAME=]DIR", required=True, help="model directory")
     co.add_argument(
