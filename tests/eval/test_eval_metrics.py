@@ -1,9 +1,10 @@
-"""FID and CLIP score equal the libraries' own computation; the missing-library message.
+"""The Frechet formula and CLIP score equal the libraries' own; weights-file and library errors.
 
 The tests marked ``coco`` need torch-fidelity and open_clip and run in the evaluation
 environment (``make test`` runs them there: ``.venv-eval/bin/python -m pytest -m coco``); the
 extractors are randomly initialised and saved in each library's own file format, so the
-code path is the one a user's real weights take.
+code path is the one a user's real weights take. The command's FID against torch-fidelity's
+own call on the same folders is checked end to end, in tests/eval/test_eval_coco.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from openimagen.eval.frechet import frechet_distance
 from openimagen.eval.metrics import (
     check_inception_weights,
     clip_score,
+    frechet_inception_distance,
     require_eval_packages,
     resolve_clip_model,
 )
@@ -108,3 +110,16 @@ def test_missing_libraries_are_one_error_that_says_how_to_make_the_eval_env(monk
     with pytest.raises(MissingDependencyError, match="make eval-env") as caught:
         require_eval_packages()
     assert "\n" not in str(caught.value) and "torch-fidelity" in str(caught.value)
+
+
+def test_fid_needs_two_png_files_a_side_before_anything_is_loaded(tmp_path):
+    from metrics_testutil import picture_folder
+
+    two = picture_folder(tmp_path / "two", 2, seed=0)[0].parent
+    one = picture_folder(tmp_path / "one", 1, seed=0)[0].parent
+    (tmp_path / "empty").mkdir()
+    for generated, reference, named in ((tmp_path / "empty", two, "generated_dir"),
+                                        (two, one, "reference_dir"),
+                                        (tmp_path / "nowhere", two, "generated_dir")):  # fmt: skip
+        with pytest.raises(InvalidArgumentError, match=f"{named}=.* at least 2 PNG files"):
+            frechet_inception_distance(generated, reference, tmp_path / "weights.pth")

@@ -146,6 +146,13 @@ def frechet_inception_distance(
 
     from openimagen.device import resolve_device
 
+    for option, folder in (("generated_dir", generated_dir), ("reference_dir", reference_dir)):
+        count = sum(1 for _ in Path(folder).glob("*.png")) if Path(folder).is_dir() else 0
+        if count < 2:
+            raise InvalidArgumentError(
+                option, str(folder), "a folder with at least 2 PNG files",
+                f"It has {count}; FID needs the covariance of each image set.",
+            )  # fmt: skip
     torch_fidelity = require_eval_packages()["torch-fidelity"]
     weights = check_inception_weights(inception_weights)
     resolved = resolve_device(device)
