@@ -160,8 +160,9 @@ def development_credentials(directory: str | os.PathLike | None = None) -> Signi
     target = home / DEV_DIR_NAME
     if not (target / DEV_CERT_FILE).is_file():
         _create_development_files(home, target, make_development_pem)
-    chain, key = _read(target / DEV_CERT_FILE, "c2pa certificate"), _read(
-        target / DEV_KEY_FILE, "c2pa key"
+    chain, key = (
+        _read(target / DEV_CERT_FILE, "c2pa certificate"),
+        _read(target / DEV_KEY_FILE, "c2pa key"),
     )
     credentials = credentials_from_pem(chain, key, source=str(target))
     return dataclasses.replace(credentials, development=True)
@@ -254,6 +255,7 @@ def _public_der(public_key) -> bytes:
 
     der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     return public_key.public_bytes(der, spki)
+
 
 __all__ = [
     "CERT_ENV",

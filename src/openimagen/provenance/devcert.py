@@ -36,8 +36,9 @@ def make_development_pem(*, subject: str, issuer: str) -> tuple[bytes, bytes]:
         )  # fmt: skip
 
     now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
-    ca_key, signer_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
-        ec.SECP256R1()
+    ca_key, signer_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
     )
     ca_name = name(issuer)
     ca = (

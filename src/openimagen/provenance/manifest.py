@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from openimagen.errors import InvalidArgumentError
-from openimagen.provenance.credentials import SigningCredentials
+from openimagen.provenance.credentials import TSA_URL_ENV, SigningCredentials, resolve_credentials
 from openimagen.version import __version__
 
 # IPTC digital source type of media made by a model trained on sampled content
@@ -86,6 +86,32 @@ class ContentCredentials:
         self._context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
         self._lock = threading.Lock()
         self.sign_png(_probe_png())  # refuse unusable credentials now, not after sampling
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        model_name: str,
+        model_version: str | None = None,
+        cert: str | os.PathLike | None = None,
+        key: str | os.PathLike | None = None,
+        tsa_url: str | None = None,
+        include_prompt: bool = False,
+        environ: Mapping[str, str] | None = None,
+    ) -> ContentCredentials:
+        """Credentials from options, else the environment (``OPENIMAGEN_C2PA_CERT``,
+        ``OPENIMAGEN_C2PA_KEY``, ``OPENIMAGEN_C2PA_TSA_URL``), else the development ones."""
+        environ = os.environ if environ is None else environ
+        tsa_url = tsa_url or environ.get(TSA_URL_ENV) or None
+        if tsa_url is not None and not tsa_url.startswith(("http://", "https://")):
+            raise InvalidArgumentError(
+                "c2pa timestamp authority URL", tsa_url, "an http:// or https:// URL",
+                f"Set --c2pa-tsa-url (or {TSA_URL_ENV}) to an RFC 3161 server, or unset it.",
+            )  # fmt: skip
+        return cls(
+            resolve_credentials(cert, key, environ=environ), model_name=model_name,
+            model_version=model_version, include_prompt=include_prompt, tsa_url=tsa_url,
+        )  # fmt: skip
 
     def manifest(self, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The manifest definition for an image with provenance ``metadata``."""
