@@ -74,11 +74,15 @@ def load_credentials(cert: str | os.PathLike, key: str | os.PathLike) -> Signing
     """
     chain = _read(cert, "c2pa certificate")
     key_pem = _read(key, "c2pa key")
-    return credentials_from_pem(chain, key_pem, source=f"{cert} and {key}")
+    return credentials_from_pem(chain, key_pem, source=str(cert), key_source=str(key))
 
 
-def credentials_from_pem(chain_pem: bytes, key_pem: bytes, *, source: str) -> SigningCredentials:
-    """Check a PEM chain and key (see :func:`load_credentials`) and pick the algorithm."""
+def credentials_from_pem(
+    chain_pem: bytes, key_pem: bytes, *, source: str, key_source: str | None = None
+) -> SigningCredentials:
+    """Check a PEM chain and key (see :func:`load_credentials`) and pick the algorithm;
+    ``source`` and ``key_source`` name where they came from in error messages."""
+    key_source = key_source or source
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
@@ -93,21 +97,21 @@ def credentials_from_pem(chain_pem: bytes, key_pem: bytes, *, source: str) -> Si
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as exc:
         raise InvalidArgumentError(
-            "c2pa key", source, "an unencrypted PEM private key (PKCS#8 or traditional)",
+            "c2pa key", key_source, "an unencrypted PEM private key (PKCS#8 or traditional)",
             f"({exc})",
         ) from None  # fmt: skip
     leaf = certs[0]
     if _public_der(leaf.public_key()) != _public_der(key.public_key()):
         raise InvalidArgumentError(
-            "c2pa key", source, "the private key of the chain's first certificate",
-            "The key does not match the certificate: check that the files belong together "
-            "and that the signing certificate comes first in the chain.",
+            "c2pa key", key_source, "the private key of the chain's first certificate",
+            f"It does not match the certificate in {source}: check that the files belong "
+            "together and that the signing certificate comes first in the chain.",
         )  # fmt: skip
     check_signing_certificate(leaf, source)
     return SigningCredentials(
         chain_pem=chain_pem,
         key_pem=key_pem,
-        alg=_algorithm(key, source),
+        alg=_algorithm(key, key_source),
         subject=leaf.subject.rfc4514_string(),
         issuer=leaf.issuer.rfc4514_string(),
         development=False,
