@@ -110,10 +110,12 @@ def test_verify_a_generated_image_reports_a_valid_manifest(model64, tmp_path, ca
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"{tmp_path / 'gen.png'}: watermarked")
     assert lines[1] == "  content credentials: valid (signer not trusted)"
-    assert lines[2].startswith("    signer: CN=openimagen local development signer")
-    assert lines[3].startswith("    claim generator: openimagen ")
+    assert lines[2].startswith("    signer: CN=openimagen local development signer, O=")
+    assert lines[2].endswith(" (es256)")
+    assert lines[3].startswith("    issuer: CN=openimagen local development CA, O=")
+    assert lines[4].startswith("    claim generator: openimagen ")
     version = model_version(model64)
-    assert lines[4] == f"    action: c2pa.created, trainedAlgorithmicMedia by tiny {version}"
+    assert lines[5] == f"    action: c2pa.created, trainedAlgorithmicMedia by tiny {version}"
     assert "  prompt: a red circle" in lines  # the text chunk, not the manifest
 
 

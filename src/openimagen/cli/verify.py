@@ -82,8 +82,8 @@ def _describe_c2pa(report: dict) -> list[str]:
               for f in report["failures"]]  # fmt: skip
     if report["signer"]:
         signer = report["signer"]
-        lines.append(f"    signer: {_shown(signer['subject'])} (issuer: {_shown(signer['issuer'])}"
-                     f", {_shown(signer['alg'])})")  # fmt: skip
+        lines.append(f"    signer: {_shown(signer['subject'])} ({_shown(signer['alg'])})")
+        lines.append(f"    issuer: {_shown(signer['issuer'])}")
     if report["claim_generator"]:
         lines.append(f"    claim generator: {_shown(report['claim_generator'])}")
     for action in report["actions"]:
