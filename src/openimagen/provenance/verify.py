@@ -40,7 +40,8 @@ def content_credentials(data: bytes, *, trust_anchors: bytes | None = None) -> d
     mime = _mime_type(data)
     if mime is None:
         return report
-    settings: dict[str, Any] = {"verify": {"ocsp_fetch": False}}
+    # never the network: no OCSP, no remote manifests (keys of c2pa-rs's `verify` settings)
+    settings: dict[str, Any] = {"verify": {"ocsp_fetch": False, "remote_manifest_fetch": False}}
     if trust_anchors:
         settings["trust"] = {"user_anchors": trust_anchors.decode("ascii", "replace")}
     try:
