@@ -102,3 +102,22 @@ def test_bad_credentials_are_one_clear_error(case, match, tmp_path):
         else:
             load_credentials(cert, key)
     assert "\n" not in str(error.value)
+
+
+def test_processes_starting_together_end_with_one_matching_pair(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from openimagen.provenance import development_credentials as d; "
+            "c = d(sys.argv[1]); sys.stdout.buffer.write(c.chain_pem)")  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)  # fmt: skip
+        for _ in range(4)
+    ]
+    chains = {p.communicate(timeout=120)[0] for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    folder = tmp_path / DEV_DIR_NAME
+    assert chains == {(folder / DEV_CERT_FILE).read_bytes()}  # every process signs with it
+    load_credentials(folder / DEV_CERT_FILE, folder / DEV_KEY_FILE)  # and the key matches
+    assert [p.name for p in tmp_path.iterdir()] == [DEV_DIR_NAME]
