@@ -111,8 +111,11 @@ def test_processes_starting_together_end_with_one_matching_pair(tmp_path):
     code = ("import sys; from openimagen.provenance import development_credentials as d; "
             "c = d(sys.argv[1]); sys.stdout.buffer.write(c.chain_pem)")  # fmt: skip
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
         for _ in range(4)
     ]
     chains = {p.communicate(timeout=120)[0] for p in procs}
