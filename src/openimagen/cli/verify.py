@@ -103,10 +103,11 @@ def _describe_c2pa(report: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check each image for the watermark and print its provenance chunks.
+    """Check each image's C2PA manifest and watermark and print its provenance chunks.
 
-    Exit status like grep: 0 if every image is marked, 1 if one is not; an unreadable
-    image raises (exit 2) after the readable ones have been reported.
+    Exit status like grep: 0 if every image is marked and no manifest is tampered or
+    invalid, 1 otherwise; an unreadable image raises (exit 2) after the readable ones have
+    been reported.
     """
     from openimagen.provenance import content_credentials
     from openimagen.watermark import verify_image
