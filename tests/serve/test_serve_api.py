@@ -138,6 +138,9 @@ def test_models_and_health(client, server):
     health = httpx.get(server.url + "/healthz", timeout=30).json()  # no key needed
     assert health["status"] == "ok" and health["sizes"] == [f"{RES}x{RES}"]
     assert health["auth_required"] is True and health["limits"]["max_n"] == 3
+    signing = health["content_credentials"]
+    assert signing["signer"].startswith("CN=openimagen local development signer, O=")
+    assert signing["development_certificate"] is True and signing["include_prompt"] is False
 
 
 def test_openai_client_sees_typed_errors(client, server):

@@ -33,7 +33,7 @@ def test_c2pa_settings_choose_the_signer_and_the_prompt_opt_in(tmp_path):
     cert, key = write_credentials(tmp_path, "Server signer", "Server CA")
     settings = ServeSettings(c2pa_cert=str(cert), c2pa_key=str(key), c2pa_include_prompt=True)
     signer = content_credentials(settings, "tiny", "sha256:01")
-    assert signer.credentials.subject.endswith("CN=Server signer") and signer.include_prompt
+    assert signer.credentials.subject.startswith("CN=Server signer, O=") and signer.include_prompt
     [action] = signer.manifest({"prompt": "a red circle"})["assertions"][0]["data"]["actions"]
     assert action["description"] == "a red circle"
     assert action["softwareAgent"] == {"name": "tiny", "version": "sha256:01"}

@@ -52,7 +52,7 @@ class SigningCredentials:
     chain_pem: bytes = dataclasses.field(repr=False)
     key_pem: bytes = dataclasses.field(repr=False)
     alg: str  # "es256" | "es384" | "es512" | "ps256" | "ed25519"
-    subject: str  # of the signing certificate, as RFC 4514 text
+    subject: str  # of the signing certificate, "CN=..., O=..." in the certificate's order
     issuer: str
     development: bool  # the local development certificate (trusted by nobody)
     source: str  # where the files came from, for messages
@@ -112,8 +112,8 @@ def credentials_from_pem(
         chain_pem=chain_pem,
         key_pem=key_pem,
         alg=_algorithm(key, key_source),
-        subject=leaf.subject.rfc4514_string(),
-        issuer=leaf.issuer.rfc4514_string(),
+        subject=_name(leaf.subject),
+        issuer=_name(leaf.issuer),
         development=False,
         source=source,
     )
@@ -252,6 +252,12 @@ def _algorithm(key, source: str) -> str:
     raise InvalidArgumentError(
         "c2pa key", source, "an EC P-256/P-384/P-521, Ed25519 or RSA private key"
     )
+
+
+def _name(name) -> str:
+    # the order of the certificate (as `openssl x509 -subject` and c2pa-rs show it), not
+    # RFC 4514's reversed one
+    return ", ".join(f"{a.rfc4514_attribute_name}={a.value}" for a in name)
 
 
 def _public_der(public_key) -> bytes:

@@ -104,7 +104,7 @@ def create_app(
     _add_error_handlers(app)
     app.add_middleware(GuardMiddleware, settings=settings)
     _add_generation_routes(app, model, settings, worker, store, policy)
-    _add_model_routes(app, model, settings, worker)
+    _add_model_routes(app, model, settings, worker, credentials)
     _add_page_routes(app)
     return app
 
@@ -247,8 +247,18 @@ def _job_result(result: asyncio.Future) -> list[bytes]:
 
 # -- models and health --------------------------------------------------------------------------------
 def _add_model_routes(
-    app: FastAPI, model: ServedModel, settings: ServeSettings, worker: GenerationWorker
+    app: FastAPI,
+    model: ServedModel,
+    settings: ServeSettings,
+    worker: GenerationWorker,
+    credentials: ContentCredentials,
 ) -> None:
+    # who signs the images' Content Credentials (public: every image names its signer)
+    signing = {"signer": credentials.credentials.subject,
+               "development_certificate": credentials.credentials.development,
+               "model_version": credentials.model_version,
+               "include_prompt": credentials.include_prompt}  # fmt: skip
+
     created = int(time.time())
     card = {"id": model.model_id, "object": "model", "created": created, "owned_by": "openimagen"}
 
@@ -284,6 +294,7 @@ def _add_model_routes(
                        "max_prompt_chars": settings.max_prompt_chars,
                        "max_body_bytes": settings.max_body_bytes},
             "watermark": WATERMARK_METHOD if settings.watermark else None,
+            "content_credentials": signing,
         })  # fmt: skip
 
 
