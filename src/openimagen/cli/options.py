@@ -14,6 +14,7 @@ from typing import Any
 
 from openimagen.cascade.sampling import CHOICES, LIMITS, MAX_SEED, Limit
 from openimagen.errors import InvalidArgumentError
+from openimagen.provenance.credentials import CERT_ENV, KEY_ENV, TSA_URL_ENV
 
 #: Images one run draws at most (`generate -n`, the server's `--max-n`).
 MAX_IMAGES = 64
@@ -123,6 +124,32 @@ def add_server_options(parser: argparse.ArgumentParser, port: int) -> None:
         default=port, help="TCP port; 0 = any free one",
     )  # fmt: skip
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="server log level")
+
+
+def add_c2pa_options(parser: argparse.ArgumentParser) -> None:
+    """Content Credentials: the signing files, a timestamp authority, the prompt opt-in."""
+    group = parser.add_argument_group(
+        "Content Credentials (C2PA)", "every PNG carries a signed C2PA manifest (docs/serving.md)"
+    )
+    group.add_argument(
+        "--c2pa-cert", metavar="FILE", default=None,
+        help=f"PEM certificate chain, signing certificate first (default: ${CERT_ENV}; "
+        "neither this nor the key: a local development certificate that nobody trusts)",
+    )  # fmt: skip
+    group.add_argument(
+        "--c2pa-key", metavar="FILE", default=None,
+        help=f"PEM private key of --c2pa-cert (default: ${KEY_ENV})",
+    )  # fmt: skip
+    group.add_argument(
+        "--c2pa-tsa-url", metavar="URL", default=None,
+        help=f"RFC 3161 timestamp authority to countersign with (default: ${TSA_URL_ENV}, "
+        "else none: signing needs no network)",
+    )  # fmt: skip
+    group.add_argument(
+        "--c2pa-include-prompt", action="store_true",
+        help="write the prompt into the signed manifest (default: not; the PNG text chunk "
+        "holds it either way)",
+    )  # fmt: skip
 
 
 def check_stages(stages: int | None, count: int) -> None:
