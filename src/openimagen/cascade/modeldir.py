@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,14 @@ from openimagen.cascade.sampling import SamplingConfig
 from openimagen.cascade.schema import (
     CASCADE_FILE,
     CONFIG_FILE,
-    FORMAT_VERSION,
-    STAGE_FORMAT_NAME,
+    DIFFUSERS_STAGE_FORMAT_NAME,
     WEIGHTS_FILE,
+    AnyStageConfig,
     CascadeConfig,
+    DiffusersStageConfig,
     StageConfig,
     StageEntry,
+    cascade_version,
     check_stages,
     stage_dir_name,
 )
@@ -53,21 +55,30 @@ def read_cascade_config(directory: Path) -> CascadeConfig:
         raise ModelDirectoryError(str(exc)) from exc
 
 
-def read_stage_config(stage_dir: Path) -> StageConfig:
-    """``stage_dir/config.json``, validated."""
+def read_stage_config(stage_dir: Path) -> AnyStageConfig:
+    """``stage_dir/config.json``, validated: a :class:`StageConfig`, or a
+    :class:`DiffusersStageConfig` when its format says so."""
     path = stage_dir / CONFIG_FILE
     if not path.is_file():
         raise ModelDirectoryError(f"stage directory {stage_dir}: {CONFIG_FILE} is missing")
     try:
-        return StageConfig.from_dict(read_json(path), where=str(path))
+        data = read_json(path)
+        kind = data.get("format") if isinstance(data, dict) else None
+        cls = DiffusersStageConfig if kind == DIFFUSERS_STAGE_FORMAT_NAME else StageConfig
+        return cls.from_dict(data, where=str(path))
     except ConfigError as exc:
         raise ModelDirectoryError(str(exc)) from exc
 
 
-def load_stage_weights(config: StageConfig, stage_dir: Path) -> Stage:
+def load_stage_weights(
+    config: AnyStageConfig, stage_dir: Path, *, dtype: torch.dtype | None = None
+) -> Stage:
     """The :class:`Stage` of ``config`` with the weights of ``stage_dir/model.safetensors``.
 
-    Every tensor must be there with the config's shape and hold finite values.
+    Every tensor must be there with the config's shape and hold finite values. ``dtype``
+    (default float32) is the dtype the weights are held and computed in. A diffusers U-Net
+    is built on the meta device and takes the file's tensors directly, so a multi-billion
+    parameter stage is never initialised at random first.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -79,7 +90,12 @@ def load_stage_weights(config: StageConfig, stage_dir: Path) -> Stage:
         tensors = load_file(path)
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelDirectoryError(f"{path} is not a readable safetensors file: {exc}") from exc
-    stage = Stage(config)
+    meta = isinstance(config, DiffusersStageConfig)
+    if meta:
+        with torch.device("meta"):
+            stage = Stage(config)
+    else:
+        stage = Stage(config)
     expected = stage.unet.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -101,8 +117,12 @@ def load_stage_weights(config: StageConfig, stage_dir: Path) -> Stage:
                 f"{path}: tensor {name} holds values that are not finite (NaN or inf); the "
                 "weights are damaged: export the stage again from an intact checkpoint"
             )
-    # weights may be stored in fp16 (bundled model); compute in the module's own dtype
-    stage.unet.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    # weights may be stored in fp16 (bundled model); compute in float32 unless asked
+    target = dtype or torch.float32
+    cast = {k: v.to(target if v.is_floating_point() else v.dtype) for k, v in tensors.items()}
+    stage.unet.load_state_dict(cast, assign=meta)
+    if not meta and dtype is not None:
+        stage.unet.to(dtype)
     stage.unet.eval()
     return stage
 
@@ -129,7 +149,7 @@ def save_stage(
     """
     stage_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", dtype) for k, v in stage.unet.state_dict().items()}
-    meta = {"format": STAGE_FORMAT_NAME, "version": str(FORMAT_VERSION)}
+    meta = {"format": stage.config.format, "version": str(stage.config.version)}
     atomic_save_file(tensors, stage_dir / WEIGHTS_FILE, metadata=meta)
     atomic_write_json(stage_dir / CONFIG_FILE, stage.config.to_dict())
     for name, record in (records or {}).items():
@@ -160,13 +180,16 @@ def write_model_directory(
     dtype: torch.dtype = torch.float32,
     overwrite: bool = False,
     records: Sequence[Mapping[str, Any]] | None = None,
+    text_conditioning: str = "masked",
+    extra_files: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write a whole model directory: every stage, then ``cascade.json``.
 
     ``text_encoder`` and ``text_max_length`` are what cascade.json names (the encoder itself
     is not needed); ``model_id`` defaults to the directory's name; ``records[i]`` are extra
-    JSON files of stage i (:func:`save_stage`). An existing ``directory`` is refused unless
-    ``overwrite``.
+    JSON files of stage i (:func:`save_stage`). ``extra_files(staged)`` may add files (an
+    imported text encoder, licences) to the directory while it is built out of sight. An
+    existing ``directory`` is refused unless ``overwrite``.
     """
     directory = Path(directory)
     if directory.exists() and not overwrite:
@@ -183,11 +206,15 @@ def write_model_directory(
             for i, (c, s) in enumerate(zip(configs, sampling, strict=True))
         ),
         model_id=model_id or directory.name,
+        text_conditioning=text_conditioning,
+        version=cascade_version(configs, text_conditioning),
     )
     per_stage = list(records) if records is not None else [None] * len(stages)
     with staged_directory(directory) as staged:
         for entry, stage, extra in zip(config.stages, stages, per_stage, strict=True):
             save_stage(stage, staged / entry.path, dtype=dtype, records=extra)
+        if extra_files is not None:
+            extra_files(staged)
         atomic_write_json(staged / CASCADE_FILE, config.to_dict())
     return directory
 
@@ -227,8 +254,9 @@ def put_stage(
     atomic_write_json(
         directory / CASCADE_FILE,
         CascadeConfig.from_dict(
-            {**config.to_dict(), "stages": [e.to_dict() for e in entries]}
-        ).to_dict(),
+            {**config.to_dict(), "stages": [e.to_dict() for e in entries],
+             "version": max(config.version, cascade_version(configs, config.text_conditioning))}
+        ).to_dict(),  # fmt: skip
     )
     if old_path and old_path != name:
         shutil.rmtree(directory / old_path, ignore_errors=True)

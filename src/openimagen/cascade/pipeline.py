@@ -22,12 +22,12 @@ from openimagen.cascade.modeldir import (
     resolve_text_encoder_name,
     write_model_directory,
 )
-from openimagen.cascade.sampling import SamplingConfig
+from openimagen.cascade.sampling import SamplingConfig, one_of
 from openimagen.cascade.schema import check_stages
 from openimagen.cascade.stage import ProgressFn, Stage
 from openimagen.device import resolve_device
 from openimagen.errors import InvalidArgumentError
-from openimagen.text import TextEncoder, check_prompt, load_text_encoder
+from openimagen.text import TEXT_CONDITIONINGS, TextEncoder, check_prompt, load_text_encoder
 
 
 class Cascade:
@@ -40,11 +40,18 @@ class Cascade:
         sampling: Sequence[SamplingConfig] | None = None,
         *,
         model_id: str = "",
+        text_conditioning: str = "masked",
     ):
         self.text_encoder = text_encoder
         self.stages = list(stages)
         self.sampling = list(sampling) if sampling is not None else [SamplingConfig()] * len(stages)
         self.model_id = model_id
+        if text_conditioning not in TEXT_CONDITIONINGS:
+            raise InvalidArgumentError(
+                "text_conditioning", text_conditioning, one_of(TEXT_CONDITIONINGS)
+            )
+        # "deepfloyd-if": the unconditional branch is the empty prompt's encoding
+        self.text_conditioning = text_conditioning
         check_stages([s.config for s in self.stages], text_dim=text_encoder.dim)
         if len(self.sampling) != len(self.stages):
             raise InvalidArgumentError(
@@ -108,6 +115,11 @@ class Cascade:
         stages = self.stages[: num_stages or count]
 
         text_embeds, text_mask = self.encode(prompts)
+        uncond_text = None
+        if self.text_conditioning == "deepfloyd-if":
+            null_embeds, null_mask = self.encode([""])  # [1, L, D], [1, L]
+            n = len(prompts)
+            uncond_text = (null_embeds.expand(n, -1, -1), null_mask.expand(n, -1))
         # One generator per image, kept across stages: image i depends only on seed i.
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
         total = sum(s.steps for s in sampling[: len(stages)])
@@ -121,7 +133,7 @@ class Cascade:
 
             image = stage.sample(
                 text_embeds, text_mask, generators, settings, lowres=image,
-                progress=stage_progress, name=f"stage {index}",
+                progress=stage_progress, name=f"stage {index}", uncond_text=uncond_text,
             )  # fmt: skip
             done += settings.steps
         return image
@@ -133,7 +145,9 @@ class Cascade:
         embeds, mask = self.text_encoder.encode(unique)  # [U, L, D], [U, L]
         index = torch.tensor([unique.index(p) for p in prompts])
         device = self.device
-        return embeds[index].to(device=device, dtype=torch.float32), mask[index].to(device)
+        # the samplers run in float32 (float64 for a float64 encoder: reference checks)
+        dtype = torch.float64 if embeds.dtype == torch.float64 else torch.float32
+        return embeds[index].to(device=device, dtype=dtype), mask[index].to(device)
 
     # -- files ---------------------------------------------------------------------------
     def save(
@@ -153,6 +167,7 @@ class Cascade:
             model_id=self.model_id,
             dtype=dtype,
             overwrite=overwrite,
+            text_conditioning=self.text_conditioning,
         )
 
     @classmethod
@@ -162,8 +177,16 @@ class Cascade:
         *,
         device: str | torch.device | None = None,
         text_encoder: TextEncoder | None = None,
+        dtype: torch.dtype | None = None,
+        text_device: str | torch.device | None = None,
     ) -> Cascade:
-        """Read and validate a model directory (see module docstring)."""
+        """Read and validate a model directory (see module docstring).
+
+        ``dtype`` (default float32) is what the U-Nets and the text encoder hold their weights
+        and compute in (bfloat16 / float16 halve their memory); ``text_device`` (default:
+        ``device``) places the text encoder apart, e.g. a T5-XXL on the CPU beside U-Nets on
+        a GPU: its embeddings move to the stages' device.
+        """
         directory = Path(directory)
         config = read_cascade_config(directory)
         stage_configs = [read_stage_config(directory / e.path) for e in config.stages]
@@ -171,11 +194,13 @@ class Cascade:
             text_encoder = load_text_encoder(
                 resolve_text_encoder_name(config.text_encoder, directory),
                 max_length=config.text_max_length,
-                device=resolve_device(device),
+                device=resolve_device(text_device if text_device is not None else device),
+                dtype=dtype,
+                conditioning=config.text_conditioning,
             )
         check_stages(stage_configs, text_dim=text_encoder.dim, where=str(directory))
         stages = [
-            load_stage_weights(sc, directory / e.path)
+            load_stage_weights(sc, directory / e.path, dtype=dtype)
             for sc, e in zip(stage_configs, config.stages, strict=True)
         ]
         cascade = cls(
@@ -183,6 +208,7 @@ class Cascade:
             stages,
             [e.sampling for e in config.stages],
             model_id=config.model_id or directory.name,
+            text_conditioning=config.text_conditioning,
         )
         return cascade.to(device)
 
