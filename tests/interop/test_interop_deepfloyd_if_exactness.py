@@ -33,7 +33,6 @@ IF_GUIDANCE = (7.0, 4.0)  # IFPipeline and IFSuperResolutionPipeline defaults
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     from if_testutil import tiny_if_checkpoints
-
     from openimagen.interop import import_deepfloyd_if
 
     root = tmp_path_factory.mktemp("if")
@@ -46,6 +45,7 @@ def reference(checkpoints, sampler: str, dtype: torch.dtype, *, prompts=PROMPTS,
               lowres: torch.Tensor | None = None):  # fmt: skip
     """diffusers' pipelines: stage I images and stage II images (of ``lowres`` if given)."""
     from diffusers import DPMSolverMultistepScheduler
+
     from if_testutil import load_pipelines
 
     first, second = load_pipelines(checkpoints[0], checkpoints[1])

@@ -26,13 +26,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-
-from openimagen.cascade.sampling import SamplingConfig
-from openimagen.config import Config
 from typing import Literal
 
 import torch
 
+from openimagen.cascade.sampling import SamplingConfig
+from openimagen.config import Config
 from openimagen.diffusion import (
     BETA_SCHEDULES,
     RESIZE_MODES,

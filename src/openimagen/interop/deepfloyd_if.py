@@ -45,8 +45,8 @@ from openimagen.cascade import (
     write_model_directory,
 )
 from openimagen.errors import ModelDirectoryError
-from openimagen.models import DiffusersUNetConfig
 from openimagen.modelcard import write_model_card
+from openimagen.models import DiffusersUNetConfig
 
 logger = logging.getLogger(__name__)
 
