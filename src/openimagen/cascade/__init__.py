@@ -17,6 +17,7 @@ from openimagen.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from openimagen.cascade.modeldir import (
+        build_cascade_config,
         load_stage_weights,
         put_stage,
         read_cascade_config,
@@ -93,6 +94,7 @@ __all__ = [
     "Stage",
     "StageConfig",
     "StageEntry",
+    "build_cascade_config",
     "cascade_version",
     "check_stages",
     "load_stage_weights",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +169,30 @@ def write_stage_directory(
     return Path(directory)
 
 
+def build_cascade_config(
+    configs: Sequence[AnyStageConfig],
+    sampling: Sequence[SamplingConfig],
+    *,
+    text_encoder: str,
+    text_max_length: int,
+    model_id: str,
+    text_conditioning: str = "masked",
+) -> CascadeConfig:
+    """The ``cascade.json`` of stages with these configs (checked to chain) and sampling."""
+    check_stages(configs, text_dim=configs[0].unet.text_embed_dim if configs else 0)
+    return CascadeConfig(
+        text_encoder=text_encoder,
+        text_max_length=text_max_length,
+        stages=tuple(
+            StageEntry(path=stage_dir_name(i, c), sampling=s)
+            for i, (c, s) in enumerate(zip(configs, sampling, strict=True))
+        ),
+        model_id=model_id,
+        text_conditioning=text_conditioning,
+        version=cascade_version(configs, text_conditioning),
+    )
+
+
 def write_model_directory(
     directory: str | os.PathLike,
     stages: Sequence[Stage],
@@ -181,40 +205,28 @@ def write_model_directory(
     overwrite: bool = False,
     records: Sequence[Mapping[str, Any]] | None = None,
     text_conditioning: str = "masked",
-    extra_files: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write a whole model directory: every stage, then ``cascade.json``.
 
     ``text_encoder`` and ``text_max_length`` are what cascade.json names (the encoder itself
     is not needed); ``model_id`` defaults to the directory's name; ``records[i]`` are extra
-    JSON files of stage i (:func:`save_stage`). ``extra_files(staged)`` may add files (an
-    imported text encoder, licences) to the directory while it is built out of sight. An
-    existing ``directory`` is refused unless ``overwrite``.
+    JSON files of stage i (:func:`save_stage`). An existing ``directory`` is refused unless
+    ``overwrite``.
     """
     directory = Path(directory)
     if directory.exists() and not overwrite:
         raise ModelDirectoryError(
             f"{directory} already exists; choose another path or pass overwrite=True"
         )
-    configs = [s.config for s in stages]
-    check_stages(configs, text_dim=configs[0].unet.text_embed_dim if configs else 0)
-    config = CascadeConfig(
-        text_encoder=text_encoder,
-        text_max_length=text_max_length,
-        stages=tuple(
-            StageEntry(path=stage_dir_name(i, c), sampling=s)
-            for i, (c, s) in enumerate(zip(configs, sampling, strict=True))
-        ),
-        model_id=model_id or directory.name,
+    config = build_cascade_config(
+        [s.config for s in stages], sampling, text_encoder=text_encoder,
+        text_max_length=text_max_length, model_id=model_id or directory.name,
         text_conditioning=text_conditioning,
-        version=cascade_version(configs, text_conditioning),
-    )
+    )  # fmt: skip
     per_stage = list(records) if records is not None else [None] * len(stages)
     with staged_directory(directory) as staged:
         for entry, stage, extra in zip(config.stages, stages, per_stage, strict=True):
             save_stage(stage, staged / entry.path, dtype=dtype, records=extra)
-        if extra_files is not None:
-            extra_files(staged)
         atomic_write_json(staged / CASCADE_FILE, config.to_dict())
     return directory
 
@@ -264,6 +276,7 @@ def put_stage(
 
 
 __all__ = [
+    "build_cascade_config",
     "load_stage_weights",
     "put_stage",
     "read_cascade_config",
