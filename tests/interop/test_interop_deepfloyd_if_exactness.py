@@ -31,14 +31,8 @@ IF_GUIDANCE = (7.0, 4.0)  # IFPipeline and IFSuperResolutionPipeline defaults
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    from if_testutil import tiny_if_checkpoints
-    from openimagen.interop import import_deepfloyd_if
-
-    root = tmp_path_factory.mktemp("if")
-    stage1, stage2 = tiny_if_checkpoints(root)
-    model = import_deepfloyd_if(stage1, stage2, root / "model")
-    return stage1, stage2, model
+def checkpoints(if_checkpoints):
+    return if_checkpoints
 
 
 def reference(checkpoints, sampler: str, dtype: torch.dtype, *, prompts=PROMPTS, seeds=SEEDS,
