@@ -142,3 +142,32 @@ def test_refuses_bad_arguments_and_an_existing_out_dir(if_checkpoints, tmp_path,
     code, _, err = run(["import-if", str(if_checkpoints[0]), str(existing)], capsys)
     assert code == 2 and "already exists" in err and "--overwrite" in err
     assert list(existing.iterdir()) == []  # left as it was
+
+
+def test_eval_shapebench_runs_on_an_imported_model_in_bf16_offloaded(if_checkpoints, tmp_path,
+                                                                     capsys):  # fmt: skip
+    out = tmp_path / "sb"
+    code, printed, err = run(["eval", "shapebench", "--model", str(if_checkpoints[2]),
+                              "--num-prompts", "2", "--steps", "2", "--out", str(out), "--quiet",
+                              "--device", "cpu", "--dtype", "bf16", "--offload"], capsys)  # fmt: skip
+    assert code == 0, err
+    report = read_json(out / "report.json")
+    assert report["settings"]["resolution"] == [32, 32] and report["settings"]["stages"] == 2
+    assert report["summary"]["all_correct"]["total"] == 2 * report["settings"]["num_per_prompt"]
+
+
+def test_offload_keeps_unets_and_t5_on_the_cpu_and_changes_no_image(if_checkpoints):
+    from openimagen import load
+
+    model = if_checkpoints[2]
+    plain = load(model, device="cpu")
+    offloaded = load(model, device="cpu", offload=True)
+    assert offloaded.offload_device == torch.device("cpu") and plain.offload_device is None
+    assert offloaded.text_encoder.device == torch.device("cpu")
+    sampling = [s.replace(steps=3) for s in plain.sampling]
+    torch.testing.assert_close(offloaded.generate(["a red circle"], [4], sampling=sampling),
+                               plain.generate(["a red circle"], [4], sampling=sampling),
+                               rtol=0, atol=0)  # fmt: skip
+    half = load(model, device="cpu", dtype=torch.bfloat16)
+    assert {p.dtype for s in half.stages for p in s.unet.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in half.text_encoder.model.parameters()} == {torch.bfloat16}

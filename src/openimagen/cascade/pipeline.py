@@ -9,8 +9,9 @@ read and write a model directory (:mod:`openimagen.cascade.modeldir`).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -52,6 +53,7 @@ class Cascade:
             )
         # "deepfloyd-if": the unconditional branch is the empty prompt's encoding
         self.text_conditioning = text_conditioning
+        self.offload_device: torch.device | None = None  # set by offload()
         check_stages([s.config for s in self.stages], text_dim=text_encoder.dim)
         if len(self.sampling) != len(self.stages):
             raise InvalidArgumentError(
@@ -60,6 +62,9 @@ class Cascade:
 
     @property
     def device(self) -> torch.device:
+        """Where the stages sample (with :meth:`offload`, where each is moved to sample)."""
+        if self.offload_device is not None:
+            return self.offload_device
         return next(self.stages[0].unet.parameters()).device
 
     @property
@@ -68,9 +73,34 @@ class Cascade:
 
     def to(self, device: str | torch.device | None) -> Cascade:
         device = resolve_device(device)
+        self.offload_device = None
         for stage in self.stages:
             stage.unet.to(device)
         return self
+
+    def offload(self, device: str | torch.device | None) -> Cascade:
+        """Keep the U-Nets in CPU memory and move each to ``device`` only while it samples.
+
+        One U-Net at a time is in ``device`` memory (DeepFloyd IF's stage I XL alone is 4.3B
+        parameters); the text encoder stays where it is. Images do not change.
+        """
+        self.to("cpu")
+        self.offload_device = resolve_device(device)
+        return self
+
+    @contextlib.contextmanager
+    def _placed(self, stage: Stage) -> Iterator[None]:
+        """``stage`` on the sampling device for the block (and back to the CPU when offloading)."""
+        if self.offload_device is None:
+            yield
+            return
+        stage.unet.to(self.offload_device)
+        try:
+            yield
+        finally:
+            stage.unet.to("cpu")
+            if self.offload_device.type == "cuda":
+                torch.cuda.empty_cache()
 
     # -- sampling ------------------------------------------------------------------------
     @torch.no_grad()
@@ -131,10 +161,11 @@ class Cascade:
                 if progress is not None:
                     progress(_offset + step + 1, total)
 
-            image = stage.sample(
-                text_embeds, text_mask, generators, settings, lowres=image,
-                progress=stage_progress, name=f"stage {index}", uncond_text=uncond_text,
-            )  # fmt: skip
+            with self._placed(stage):
+                image = stage.sample(
+                    text_embeds, text_mask, generators, settings, lowres=image,
+                    progress=stage_progress, name=f"stage {index}", uncond_text=uncond_text,
+                )  # fmt: skip
             done += settings.steps
         return image
 
@@ -179,14 +210,19 @@ class Cascade:
         text_encoder: TextEncoder | None = None,
         dtype: torch.dtype | None = None,
         text_device: str | torch.device | None = None,
+        offload: bool = False,
     ) -> Cascade:
         """Read and validate a model directory (see module docstring).
 
         ``dtype`` (default float32) is what the U-Nets and the text encoder hold their weights
         and compute in (bfloat16 / float16 halve their memory); ``text_device`` (default:
-        ``device``) places the text encoder apart, e.g. a T5-XXL on the CPU beside U-Nets on
-        a GPU: its embeddings move to the stages' device.
+        ``device``, or the CPU with ``offload``) places the text encoder apart, e.g. a T5-XXL
+        on the CPU beside U-Nets on a GPU: its embeddings move to the stages' device.
+        ``offload`` keeps the U-Nets on the CPU and moves each to ``device`` in turn
+        (:meth:`offload`).
         """
+        if text_device is None:
+            text_device = "cpu" if offload else device
         directory = Path(directory)
         config = read_cascade_config(directory)
         stage_configs = [read_stage_config(directory / e.path) for e in config.stages]
@@ -194,7 +230,7 @@ class Cascade:
             text_encoder = load_text_encoder(
                 resolve_text_encoder_name(config.text_encoder, directory),
                 max_length=config.text_max_length,
-                device=resolve_device(text_device if text_device is not None else device),
+                device=resolve_device(text_device),
                 dtype=dtype,
                 conditioning=config.text_conditioning,
             )
@@ -210,7 +246,7 @@ class Cascade:
             model_id=config.model_id or directory.name,
             text_conditioning=config.text_conditioning,
         )
-        return cascade.to(device)
+        return cascade.offload(device) if offload else cascade.to(device)
 
 
 __all__ = ["Cascade"]

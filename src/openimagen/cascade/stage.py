@@ -90,50 +90,16 @@ class Stage:
         holds NaN or infinite values, which clamping to [-1, 1] would otherwise turn into a
         plausible-looking black or white image.
         """
-        batch = text_embeds.shape[0]
         device = text_embeds.device
         size = self.config.resolution
         config = self.config
-        shape = (batch, config.unet.out_channels, size, size)
-        cond: dict[str, Any] = {"text_embeds": text_embeds, "text_mask": text_mask}
-        x_T = None
-        if config.initial_noise_first:  # DeepFloyd IF's order of draws
-            x_T = randn_per_sample(shape, generators, device=device, dtype=text_embeds.dtype)
-        if self.is_super_resolution:
-            if lowres is None:
-                raise InvalidArgumentError(
-                    "lowres", None, "the previous stage's images for an SR stage"
-                )
-            aug = config.noise_levels(sampling.noise_aug_level, batch, device)  # [B]
-            cond["lowres"] = prepare_lowres(
-                lowres, size, aug, config.lowres_schedule(), generators,
-                resize=config.lowres_resize,
-            )  # fmt: skip
-            cond["aug_level"] = aug
-        if x_T is None:
-            x_T = randn_per_sample(shape, generators, device=device, dtype=text_embeds.dtype)
+        x_T, cond = self._inputs(text_embeds, text_mask, generators, sampling, lowres)
         if uncond_text is None:
             # The unconditional branch: same inputs, every text token masked out.
             uncond = dict(cond, text_mask=torch.zeros_like(text_mask))
         else:
             uncond = dict(cond, text_embeds=uncond_text[0], text_mask=uncond_text[1])
-
-        model_fn = self.model_fn
-        if sampling.precision == "bf16":
-            model_fn = _autocast_bf16(self.model_fn, device)
-        w = sampling.guidance_weight
-        if config.guide_prediction:  # guide the raw eps, then convert (DeepFloyd IF's order)
-            model_fn = classifier_free_guidance(model_fn, w, uncond)
-        denoiser = model_to_denoiser(
-            model_fn, self.schedule, config.unet.prediction,
-            learned_variance=config.learned_variance,
-        )  # fmt: skip
-        if not config.guide_prediction:
-            denoiser = classifier_free_guidance(denoiser, w, uncond)
-        denoiser = apply_threshold(
-            denoiser, sampling.threshold, sampling.dynamic_threshold_percentile,
-            config.dynamic_threshold_max,
-        )  # fmt: skip
+        denoiser = self._denoiser(sampling, uncond, device)
         timesteps = config.sampling_timesteps(sampling.sampler, sampling.steps).to(device)
         extra: dict[str, Any] = {}
         if sampling.sampler == "ddim":
@@ -166,6 +132,59 @@ class Stage:
                 "or a lower guidance weight)"
             )
         return x0.clamp(-1.0, 1.0)
+
+    def _inputs(
+        self,
+        text_embeds: torch.Tensor,
+        text_mask: torch.Tensor,
+        generators: Sequence[torch.Generator],
+        sampling: SamplingConfig,
+        lowres: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """x_T and the conditioning of :meth:`sample`, random draws in the stage's order."""
+        config = self.config
+        batch, device, size = text_embeds.shape[0], text_embeds.device, config.resolution
+        shape = (batch, config.unet.out_channels, size, size)
+        cond: dict[str, Any] = {"text_embeds": text_embeds, "text_mask": text_mask}
+        x_T = None
+        if config.initial_noise_first:  # DeepFloyd IF's order of draws
+            x_T = randn_per_sample(shape, generators, device=device, dtype=text_embeds.dtype)
+        if self.is_super_resolution:
+            if lowres is None:
+                raise InvalidArgumentError(
+                    "lowres", None, "the previous stage's images for an SR stage"
+                )
+            aug = config.noise_levels(sampling.noise_aug_level, batch, device)  # [B]
+            cond["lowres"] = prepare_lowres(
+                lowres, size, aug, config.lowres_schedule(), generators,
+                resize=config.lowres_resize,
+            )  # fmt: skip
+            cond["aug_level"] = aug
+        if x_T is None:
+            x_T = randn_per_sample(shape, generators, device=device, dtype=text_embeds.dtype)
+        return x_T, cond
+
+    def _denoiser(
+        self, sampling: SamplingConfig, uncond: dict[str, Any], device: torch.device
+    ) -> Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]:
+        """threshold(guidance(model_to_denoiser(U-Net))), in the order the stage guides."""
+        config = self.config
+        model_fn = self.model_fn
+        if sampling.precision == "bf16":
+            model_fn = _autocast_bf16(self.model_fn, device)
+        w = sampling.guidance_weight
+        if config.guide_prediction:  # guide the raw eps, then convert (DeepFloyd IF's order)
+            model_fn = classifier_free_guidance(model_fn, w, uncond)
+        denoiser = model_to_denoiser(
+            model_fn, self.schedule, config.unet.prediction,
+            learned_variance=config.learned_variance,
+        )  # fmt: skip
+        if not config.guide_prediction:
+            denoiser = classifier_free_guidance(denoiser, w, uncond)
+        return apply_threshold(
+            denoiser, sampling.threshold, sampling.dynamic_threshold_percentile,
+            config.dynamic_threshold_max,
+        )  # fmt: skip
 
 
 def _autocast_bf16(

@@ -16,6 +16,7 @@ from openimagen.cli.options import (
     MAX_IMAGES,
     add_command,
     add_device_option,
+    add_memory_options,
     add_model_option,
     add_quiet_option,
     add_sampling_options,
@@ -23,6 +24,7 @@ from openimagen.cli.options import (
     add_stages_option,
     check_stages,
     count,
+    load_options,
     sampling_overrides,
 )
 from openimagen.errors import InvalidArgumentError
@@ -47,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--policy", metavar="FILE", default=None, help="prompt block list (docs/serving.md)"
     )
     add_device_option(gen)
+    add_memory_options(gen)
     gen.add_argument(
         "--overwrite", action="store_true",
         help="replace existing output files (default: refuse, before sampling)",
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         paths, overwrite=args.overwrite, name="--out", value=str(out),
         overwrite_hint="pass --overwrite to replace it, or choose another --out",
     )  # fmt: skip
-    cascade = openimagen.load(model_dir, device=args.device)
+    cascade = openimagen.load(model_dir, device=args.device, **load_options(args))
     check_stages(args.stages, len(cascade.stages))
     overrides = sampling_overrides(args)
     sampling = [s.replace(**overrides) for s in cascade.sampling]
