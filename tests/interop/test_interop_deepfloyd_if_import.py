@@ -171,3 +171,41 @@ def test_offload_keeps_unets_and_t5_on_the_cpu_and_changes_no_image(if_checkpoin
     half = load(model, device="cpu", dtype=torch.bfloat16)
     assert {p.dtype for s in half.stages for p in s.unet.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in half.text_encoder.model.parameters()} == {torch.bfloat16}
+
+
+def test_import_reads_fp16_variants_and_sharded_t5(if_checkpoints, tmp_path, capsys):
+    """The layout of the published IF-I repos' fp16 files: unet/...fp16.safetensors and a T5
+    in fp16 shards with model.safetensors.index.fp16.json (and no plain files)."""
+    from diffusers import UNet2DConditionModel
+    from transformers import T5EncoderModel
+
+    stage1 = shutil.copytree(if_checkpoints[0], tmp_path / "IF-I-fp16")
+    unet = UNet2DConditionModel.from_pretrained(stage1 / "unet")
+    t5 = T5EncoderModel.from_pretrained(stage1 / "text_encoder")
+    shutil.rmtree(stage1 / "unet")
+    shutil.rmtree(stage1 / "text_encoder")
+    unet.half().save_pretrained(stage1 / "unet", variant="fp16")
+    t5.half().save_pretrained(stage1 / "text_encoder", variant="fp16", max_shard_size="20KB")
+    assert (stage1 / "text_encoder" / "model.safetensors.index.fp16.json").is_file()
+    out = tmp_path / "model"
+    code, _, err = run(["import-if", str(stage1), str(out)], capsys)
+    assert code == 0, err
+    weights = load_file(out / "stage0_base16" / "model.safetensors")
+    assert all(torch.equal(weights[f"unet.{k}"], v) for k, v in unet.state_dict().items())
+    from openimagen.text import load_text_encoder
+
+    encoder = load_text_encoder(str(out / "text_encoder"), max_length=77)
+    loaded = encoder.model.state_dict()
+    assert all(torch.equal(loaded[k].half(), v) for k, v in t5.state_dict().items())
+
+
+def test_refuses_a_sentencepiece_tokenizer_it_cannot_load(if_checkpoints, tmp_path, capsys):
+    stage1 = shutil.copytree(if_checkpoints[0], tmp_path / "IF-I-spiece")
+    shutil.rmtree(stage1 / "tokenizer")
+    (stage1 / "tokenizer").mkdir()
+    (stage1 / "tokenizer" / "spiece.model").write_bytes(b"not a sentencepiece model")
+    (stage1 / "tokenizer" / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "T5Tokenizer"}), encoding="utf-8"
+    )
+    line = refused([stage1], capsys, tmp_path / "out")
+    assert "its tokenizer cannot be loaded" in line and "sentencepiece" in line

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -94,18 +95,20 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def write_text_encoder(ckpt: IFCheckpoint, target: Path) -> None:
     """The T5 and its tokenizer in one directory, as ``HFTextEncoder`` loads it.
 
-    A variant's files are renamed to the plain names transformers looks for. The tokenizer is
-    loaded once (a sentencepiece-only one needs the ``sentencepiece`` package here) and saved
-    as ``tokenizer.json`` too, so loading the model directory later needs no sentencepiece.
+    A variant's files get the plain names transformers looks for: a single
+    ``model.<variant>.safetensors`` becomes ``model.safetensors``, a shard index
+    ``model.safetensors.index.<variant>.json`` becomes ``model.safetensors.index.json`` and
+    the shards keep their names (the index names them). The tokenizer is loaded once (a
+    sentencepiece-only one needs the ``sentencepiece`` package here) and saved as
+    ``tokenizer.json`` too, so loading the model directory later needs no sentencepiece.
     """
     target.mkdir()
     for path in ckpt.text_encoder_files or ():
         name = path.name
-        if name.startswith("model.") and ".fp16" in name:
-            name = name.replace(".fp16", "")
-            if name.endswith(".index.json"):  # its weight_map keeps naming the fp16 shards
-                shutil.copy2(path, target / "model.safetensors.index.json")
-                continue
+        if name.startswith("model.safetensors.index."):
+            name = "model.safetensors.index.json"
+        elif re.fullmatch(r"model\.[^.-]+\.safetensors", name):  # model.<variant>.safetensors
+            name = "model.safetensors"
         _link_or_copy(path, target / name)
     for path in ckpt.tokenizer_files or ():
         _link_or_copy(path, target / path.name)
