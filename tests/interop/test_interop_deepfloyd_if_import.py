@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -209,3 +210,31 @@ def test_refuses_a_sentencepiece_tokenizer_it_cannot_load(if_checkpoints, tmp_pa
     )
     line = refused([stage1], capsys, tmp_path / "out")
     assert "its tokenizer cannot be loaded" in line and "sentencepiece" in line
+
+
+def test_serve_answers_with_an_imported_model(if_checkpoints):
+    """The OpenAI-shaped API on an imported model: the image is what generate draws."""
+    import base64
+    import io
+
+    import httpx
+    from PIL import Image
+
+    from openimagen import load
+    from openimagen.images import to_pil
+    from openimagen.serve import ServerThread, ServeSettings, create_app
+    from openimagen.watermark import embed_watermark
+
+    cascade = load(if_checkpoints[2], device="cpu")
+    app = create_app(cascade, ServeSettings(max_steps=4))
+    body = {"prompt": "a red circle", "seed": 9, "steps": 3, "response_format": "b64_json"}
+    with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=120) as http:
+        response = http.post("/v1/images/generations", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()["data"][0]
+    image = Image.open(io.BytesIO(base64.b64decode(data["b64_json"])))
+    assert image.size == (32, 32) and image.text["model_id"] == "model"
+    sampling = [s.replace(steps=3) for s in cascade.sampling]
+    # exactly the library's image for that prompt and seed, plus the invisible mark
+    expected = embed_watermark(to_pil(cascade.generate(["a red circle"], [9], sampling=sampling)))
+    assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(expected))
