@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         StageEntry,
         cascade_version,
         check_stages,
+        parse_stage_config,
         stage_dir_name,
     )
     from openimagen.cascade.stage import ProgressFn, Stage
@@ -99,6 +100,7 @@ __all__ = [
     "check_stages",
     "load_stage_weights",
     "one_of",
+    "parse_stage_config",
     "put_stage",
     "read_cascade_config",
     "read_stage_config",

@@ -20,15 +20,15 @@ from openimagen.cascade.sampling import SamplingConfig
 from openimagen.cascade.schema import (
     CASCADE_FILE,
     CONFIG_FILE,
-    DIFFUSERS_STAGE_FORMAT_NAME,
+    UPSTREAM_DIR,
     WEIGHTS_FILE,
     AnyStageConfig,
     CascadeConfig,
     DiffusersStageConfig,
-    StageConfig,
     StageEntry,
     cascade_version,
     check_stages,
+    parse_stage_config,
     stage_dir_name,
 )
 from openimagen.cascade.stage import Stage
@@ -62,10 +62,7 @@ def read_stage_config(stage_dir: Path) -> AnyStageConfig:
     if not path.is_file():
         raise ModelDirectoryError(f"stage directory {stage_dir}: {CONFIG_FILE} is missing")
     try:
-        data = read_json(path)
-        kind = data.get("format") if isinstance(data, dict) else None
-        cls = DiffusersStageConfig if kind == DIFFUSERS_STAGE_FORMAT_NAME else StageConfig
-        return cls.from_dict(data, where=str(path))
+        return parse_stage_config(read_json(path), where=str(path))
     except ConfigError as exc:
         raise ModelDirectoryError(str(exc)) from exc
 
@@ -261,8 +258,14 @@ def put_stage(
     name = stage_dir_name(index, new)
     old_path = entries[index].path if index < len(entries) else None
     entries[index : index + 1] = [StageEntry(path=name, sampling=sampling)]
+    upstream = directory / old_path / UPSTREAM_DIR if old_path else None
+    # a fine-tuned imported stage (same diffusers U-Net) stays under the upstream licence
+    keep = upstream is not None and upstream.is_dir() and isinstance(new, DiffusersStageConfig)
+    keep = keep and read_stage_config(directory / old_path).unet == new.unet
     with staged_directory(directory / name) as staged:
         save_stage(stage, staged, dtype=dtype, records=records)
+        if keep:
+            shutil.copytree(upstream, staged / UPSTREAM_DIR)
     atomic_write_json(
         directory / CASCADE_FILE,
         CascadeConfig.from_dict(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -137,6 +137,11 @@ class StageConfig(Config):
     def noise_levels(self, level: float, batch: int, device: torch.device) -> torch.Tensor:
         """The sampling-time noise-augmentation level of every sample: [B]."""
         return torch.full((batch,), level, device=device)
+
+    def training_time(self, u: torch.Tensor) -> torch.Tensor:
+        """The diffusion time of a training sample drawn from u ~ U[0, 1) (and of an SR
+        stage's aug level): continuous time, t = u."""
+        return u
 
 
 def _default_spacing() -> dict[str, str]:
@@ -260,9 +265,23 @@ class DiffusersStageConfig(Config):
         level = discrete_index(aug_level.double(), self.noise_level_timesteps)
         return level.clamp(0, self.noise_level_timesteps - 1)
 
+    def training_time(self, u: torch.Tensor) -> torch.Tensor:
+        # a timestep k uniform in 0 .. N - 1, as IF was trained, at t = (k + 1) / N (float64,
+        # so discrete_index gives back k exactly)
+        n = self.num_train_timesteps
+        return ((u.double() * n).floor().clamp(max=n - 1) + 1.0) / n
+
 
 #: A stage's config.json: openimagen's own stage or one that runs a diffusers U-Net.
 AnyStageConfig = StageConfig | DiffusersStageConfig
+
+
+def parse_stage_config(data: Any, *, where: str = "config.json") -> AnyStageConfig:
+    """A stage's config.json as a :class:`StageConfig`, or a :class:`DiffusersStageConfig`
+    when its ``format`` says so (ConfigError naming ``where`` otherwise)."""
+    kind = data.get("format") if isinstance(data, dict) else None
+    cls = DiffusersStageConfig if kind == DIFFUSERS_STAGE_FORMAT_NAME else StageConfig
+    return cls.from_dict(data, where=where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -374,5 +393,6 @@ __all__ = [
     "StageEntry",
     "cascade_version",
     "check_stages",
+    "parse_stage_config",
     "stage_dir_name",
 ]
