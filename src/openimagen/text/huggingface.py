@@ -81,7 +81,7 @@ class HFTextEncoder:
         conditioning: "masked" (openimagen's) or "deepfloyd-if": prompts lower-cased and
             stripped, every batch padded to ``max_length`` and T5's outputs kept at the pad
             positions, with a mask that is all True, because IF's U-Nets attend to every
-            position (its pipelines pass no mask; ``openimagen.cascade.TEXTTEXT_CONDITIONINGS``).
+            position (its pipelines pass no mask; ``openimagen.text.TEXT_CONDITIONINGS``).
 
     Empty prompts are encodable: the mask then covers only the tokenizer's special tokens
     (T5: ``</s>``; BERT/MiniLM: ``[CLS] [SEP]``). The cascade's unconditional branch does
