@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp = add_command(
         subparsers, "import-if",
         "make a model directory from local DeepFloyd IF checkpoints (docs/deepfloyd-if.md)",
+        usage="openimagen import-if [-h] [--dtype DTYPE] [--variant NAME] [--overwrite] "
+        "STAGE1_DIR [STAGE2_DIR] OUT_DIR",
     )  # fmt: skip
     imp.add_argument(
         "dirs", metavar="STAGE1_DIR [STAGE2_DIR] OUT_DIR", nargs="+",
