@@ -14,7 +14,13 @@ from typing import Any
 
 import torch
 
-from openimagen.cascade import AnyStageConfig, Stage, StageConfig
+from openimagen.cascade import (
+    AnyStageConfig,
+    DiffusersStageConfig,
+    Stage,
+    StageConfig,
+    load_stage_weights,
+)
 from openimagen.errors import ConfigError, OpenImagenError
 from openimagen.train.config import INIT_FROM_PRESET, TrainConfig
 from openimagen.train.ema import make_ema
@@ -105,9 +111,12 @@ def make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     )
 
 
-def init_weights(model: torch.nn.Module, stage_config: AnyStageConfig, stage_dir: Path) -> None:
-    """Load a model directory stage's weights into ``model`` (``train.init_from``)."""
-    from openimagen.cascade import load_stage_weights, read_stage_config
+def init_weights(
+    model: torch.nn.Module | None, stage_config: AnyStageConfig, stage_dir: Path
+) -> None:
+    """Load a model directory stage's weights into ``model`` (``train.init_from``); with
+    ``model`` None, only check that the stage fits ``stage_config``."""
+    from openimagen.cascade import read_stage_config
 
     where = f"train.init_from={str(stage_dir)!r}"
     try:
@@ -121,6 +130,8 @@ def init_weights(model: torch.nn.Module, stage_config: AnyStageConfig, stage_dir
             f"{where}: its U-Net differs from [stage] (fields {diff or ['resolution']}); "
             "use the same preset and overrides as the stage it was exported from"
         )
+    if model is None:
+        return
     stage = load_stage_weights(saved, stage_dir)
     model.load_state_dict(stage.unet.state_dict())  # fp16 files load into float32 params
     logger.info("initialised the U-Net from %s", stage_dir)
@@ -162,9 +173,16 @@ def build_parts(config: TrainConfig, stage_config: AnyStageConfig, *, fresh: boo
     """The U-Net (seeded init, or ``train.init_from`` for a ``fresh`` run), EMA, optimizer and
     schedule, made in this order; a resumed run then restores them (``train.resume.restore``)."""
     torch.manual_seed(config.train.seed)
-    model = Stage(stage_config).unet  # an EfficientUNet, or diffusers' U-Net (DiffusersUNet)
-    if config.train.init_from and fresh:
-        init_weights(model, stage_config, config.resolve_path(config.train.init_from))
+    start = config.resolve_path(config.train.init_from) if config.train.init_from else None
+    if start is not None and fresh and isinstance(stage_config, DiffusersStageConfig):
+        # built on the meta device and given the file's tensors: a multi-billion-parameter
+        # imported stage is never initialised at random first
+        init_weights(None, stage_config, start)  # the same checks
+        model = load_stage_weights(stage_config, start).unet
+    else:
+        model = Stage(stage_config).unet  # an EfficientUNet, or diffusers' U-Net
+        if start is not None and fresh:
+            init_weights(model, stage_config, start)
     ema = make_ema(model, config.train.ema_decay, config.train.ema_warmup)
     optimizer = make_optimizer(config, model.parameters())
     return TrainParts(model, ema, optimizer, make_scheduler(config, optimizer))
