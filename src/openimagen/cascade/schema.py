@@ -138,9 +138,9 @@ class StageConfig(Config):
         """The sampling-time noise-augmentation level of every sample: [B]."""
         return torch.full((batch,), level, device=device)
 
-    def training_time(self, u: torch.Tensor) -> torch.Tensor:
-        """The diffusion time of a training sample drawn from u ~ U[0, 1) (and of an SR
-        stage's aug level): continuous time, t = u."""
+    def training_time(self, u: torch.Tensor, *, aug: bool = False) -> torch.Tensor:
+        """The diffusion time of a training sample drawn from u ~ U[0, 1) (or, ``aug``, of an
+        SR stage's aug level): continuous time, t = u."""
         return u
 
 
@@ -265,10 +265,10 @@ class DiffusersStageConfig(Config):
         level = discrete_index(aug_level.double(), self.noise_level_timesteps)
         return level.clamp(0, self.noise_level_timesteps - 1)
 
-    def training_time(self, u: torch.Tensor) -> torch.Tensor:
+    def training_time(self, u: torch.Tensor, *, aug: bool = False) -> torch.Tensor:
         # a timestep k uniform in 0 .. N - 1, as IF was trained, at t = (k + 1) / N (float64,
-        # so discrete_index gives back k exactly)
-        n = self.num_train_timesteps
+        # so discrete_index gives back k exactly); aug levels on the noising schedule's grid
+        n = self.noise_level_timesteps if aug else self.num_train_timesteps
         return ((u.double() * n).floor().clamp(max=n - 1) + 1.0) / n
 
 

@@ -175,7 +175,7 @@ def micro_batch_loss(
     lowres = aug = None
     if stage.unet.super_resolution:
         # noise conditioning augmentation (Imagen sec. 2.5): aug level ~ U[0, max_aug_level]
-        aug = stage.training_time(u[:, 2] * config.train.max_aug_level)  # [b]
+        aug = stage.training_time(u[:, 2] * config.train.max_aug_level, aug=True)  # [b]
         small = downsample(images, stage.lowres_resolution)  # [b, 3, r, r]
         lowres = prepare_lowres(small, stage.resolution, aug, stage.lowres_schedule(),
                                 generators, resize=stage.lowres_resize)  # fmt: skip
