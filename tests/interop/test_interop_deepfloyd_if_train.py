@@ -162,3 +162,25 @@ def test_init_from_preset_needs_a_stage_of_the_given_size(model):
     bad["train"]["init_from"] = ""
     with pytest.raises(ConfigError, match="train.init_from"):
         load_config(bad)
+
+
+def test_stage_two_trains_on_integer_noise_levels_below_the_maximum(model):
+    from openimagen.cascade import load_stage_weights
+    from openimagen.train import build_stage_config
+    from openimagen.train.config import load_config
+    from openimagen.train.step import TextEmbedder, micro_batch_loss, sample_generators
+
+    config = load_config(if_config(model, "stage1_sr32", 32, 16, max_aug_level=0.25))
+    stage = build_stage_config(config)
+    net = load_stage_weights(stage, model / "stage1_sr32").unet
+    seen = []
+    net.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs), with_kwargs=True)
+    embed = TextEmbedder(config, torch.device("cpu"))
+    images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    emb, mask = embed(["a red circle"] * 8)
+    losses = micro_batch_loss(net, stage, config, images, emb, mask, sample_generators(7, 0, 8),
+                              null_text=embed([""]))  # fmt: skip
+    levels = seen[0]["aug_level"]
+    assert torch.equal(levels, levels.round()) and bool(((levels >= 0) & (levels < 250)).all())
+    assert len(set(levels.tolist())) > 1 and seen[0]["lowres"].shape == (8, 3, 32, 32)
+    assert bool(torch.isfinite(losses).all())
