@@ -83,7 +83,7 @@ def _commands(parser: argparse.ArgumentParser, prefix: str = "openimagen"):
 
 def test_help_shows_each_default_once():
     commands = list(_commands(build_parser()))
-    assert len(commands) == 13  # openimagen, its 9 commands, the 3 benchmarks of eval
+    assert len(commands) == 14  # openimagen, its 10 commands, the 3 benchmarks of eval
     for name, parser in commands:
         formatter = parser._get_formatter()
         for action in parser._actions:

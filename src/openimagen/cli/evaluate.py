@@ -15,12 +15,14 @@ from pathlib import Path
 from openimagen.cli.options import (
     add_command,
     add_device_option,
+    add_memory_options,
     add_model_option,
     add_quiet_option,
     add_sampling_options,
     add_seed_option,
     add_stages_option,
     count,
+    load_options,
     ranged,
     sampling_overrides,
 )
@@ -71,6 +73,7 @@ def _register_shapebench(benchmarks: argparse._SubParsersAction) -> None:
     )
     add_sampling_options(sb)
     add_device_option(sb)
+    add_memory_options(sb)
     add_quiet_option(sb)
     sb.add_argument(
         "--record", action="store_true",
@@ -88,7 +91,7 @@ def run_shapebench(args: argparse.Namespace) -> int:
         specs = load_prompt_file(args.prompts)
     else:
         specs = builtin_prompts(args.split, args.num_prompts, args.seed)
-    cascade = openimagen.load(args.model, device=args.device)
+    cascade = openimagen.load(args.model, device=args.device, **load_options(args))
     sampling = [s.replace(**sampling_overrides(args)) for s in cascade.sampling]
 
     def generate(prompts: list[str], seeds: list[int]):

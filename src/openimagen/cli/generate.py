@@ -17,6 +17,7 @@ from openimagen.cli.options import (
     add_c2pa_options,
     add_command,
     add_device_option,
+    add_memory_options,
     add_model_option,
     add_quiet_option,
     add_sampling_options,
@@ -24,6 +25,7 @@ from openimagen.cli.options import (
     add_stages_option,
     check_stages,
     count,
+    load_options,
     sampling_overrides,
 )
 from openimagen.errors import InvalidArgumentError
@@ -49,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_device_option(gen)
     add_c2pa_options(gen)
+    add_memory_options(gen)
     gen.add_argument(
         "--overwrite", action="store_true",
         help="replace existing output files (default: refuse, before sampling)",
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite_hint="pass --overwrite to replace it, or choose another --out",
     )  # fmt: skip
     credentials = _content_credentials(args, model_dir)  # a bad cert fails before loading
-    cascade = openimagen.load(model_dir, device=args.device)
+    cascade = openimagen.load(model_dir, device=args.device, **load_options(args))
     check_stages(args.stages, len(cascade.stages))
     overrides = sampling_overrides(args)
     sampling = [s.replace(**overrides) for s in cascade.sampling]

@@ -93,6 +93,36 @@ def add_device_option(parser: argparse.ArgumentParser, help: str | None = None) 
     )
 
 
+#: --dtype choices: what the U-Nets and the text encoder hold their weights in
+LOAD_DTYPES = ("fp32", "bf16", "fp16")
+
+
+def add_memory_options(parser: argparse.ArgumentParser) -> None:
+    """--dtype, --text-device, --offload: the memory a large model (DeepFloyd IF) needs."""
+    parser.add_argument(
+        "--dtype", choices=LOAD_DTYPES, default="fp32",
+        help="dtype the U-Nets and the text encoder hold their weights and compute in "
+        "(bf16 / fp16 halve their memory)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--text-device", metavar="DEVICE", default=None,
+        help="where the text encoder runs (default: --device; cpu with --offload)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--offload", action="store_true",
+        help="keep the U-Nets in CPU memory and move each to --device only while it samples",
+    )  # fmt: skip
+
+
+def load_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``openimagen.load`` that :func:`add_memory_options` set."""
+    import torch
+
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    return {"dtype": dtypes[args.dtype], "text_device": args.text_device,
+            "offload": args.offload}  # fmt: skip
+
+
 def add_seed_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument(
         "--seed", type=ranged(int, 0, MAX_SEED, f"an integer in [0, {MAX_SEED}]"), default=0,
@@ -213,10 +243,12 @@ def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 __all__ = [
     "DEFAULT_HOST",
+    "LOAD_DTYPES",
     "MAX_IMAGES",
     "HelpFormatter",
     "add_command",
     "add_device_option",
+    "add_memory_options",
     "add_model_option",
     "add_quiet_option",
     "add_sampling_options",
@@ -226,6 +258,7 @@ __all__ = [
     "check_stages",
     "count",
     "limited",
+    "load_options",
     "ranged",
     "sampling_overrides",
 ]
