@@ -13,6 +13,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def c2pa_config_home(tmp_path_factory):
+    """XDG_CONFIG_HOME in a temporary directory, so the local development certificate of
+    Content Credentials is made there (once per session), never in the user's ~/.config;
+    servers started as processes inherit it."""
+    home = tmp_path_factory.mktemp("xdg-config")
+    old = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("XDG_CONFIG_HOME", None)
+    else:
+        os.environ["XDG_CONFIG_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def minilm():
     """The bundled pretrained text encoder (loaded once per test session)."""

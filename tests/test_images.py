@@ -160,3 +160,27 @@ def test_provenance_is_the_same_chunks_for_every_writer(tmp_path):
     # the server used to write the seed as a string: the chunk is the same either way
     as_text = save_png(torch.zeros(3, 8, 8), tmp_path / "b.png", {**meta, "seed": "7"})
     assert as_text.read_bytes() == path.read_bytes()
+
+
+def test_save_images_signs_every_file_and_a_signing_failure_writes_none(tmp_path):
+    from openimagen.provenance import ContentCredentials, content_credentials
+    from openimagen.provenance import development_credentials as dev
+
+    signer = ContentCredentials(dev(tmp_path / "c2pa"), model_name="tiny")
+    images = torch.stack([noise_image(seed=i) for i in range(2)])  # [2, 3, 64, 64]
+    meta = [{"prompt": "a", "seed": 0}, {"prompt": "a", "seed": 1}]
+    paths = save_images(images, tmp_path / "s.png", meta, credentials=signer)
+    assert [p.name for p in paths] == ["s-0.png", "s-1.png", "s-grid.png"]
+    for path in paths:  # the grid too
+        assert content_credentials(path.read_bytes())["state"] == "valid", path.name
+        assert read_png_metadata(path)["prompt"] == "a"
+
+    class FailsOnTheGrid:
+        def sign_png(self, data, metadata):
+            if "seeds" in metadata:
+                raise InvalidArgumentError("c2pa signing", "test", "a signer that works")
+            return signer.sign_png(data, metadata)
+
+    with pytest.raises(InvalidArgumentError, match="c2pa signing"):
+        save_images(images, tmp_path / "f.png", meta, credentials=FailsOnTheGrid())
+    assert not list(tmp_path.glob("f*"))  # every file's bytes are signed before any is written

@@ -39,7 +39,9 @@ class PublicNamesContract(Contract):
 
     def check(self, graph, verbose: bool) -> ContractCheck:
         root = Path(importlib.util.find_spec(self.root_package).submodule_search_locations[0])
-        modules = set(graph.modules)
+        # the project's own modules (the graph also holds external packages, by top-level name)
+        modules = {m for m in graph.modules
+                   if m == self.root_package or m.startswith(self.root_package + ".")}  # fmt: skip
         problems: list[str] = []
         for module in sorted(modules):
             path = _module_file(root, self.root_package, module)

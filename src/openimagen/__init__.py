@@ -28,12 +28,24 @@ if TYPE_CHECKING:
 
 
 def load(
-    model: str | os.PathLike | None = None, *, device: str | torch.device | None = None
+    model: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    text_device: str | torch.device | None = None,
+    offload: bool = False,
 ) -> Cascade:
-    """Load a model directory (default: the bundled model) onto ``device`` (default: auto)."""
+    """Load a model directory (default: the bundled model) onto ``device`` (default: auto).
+
+    ``dtype``, ``text_device`` and ``offload`` bound the memory a large model (DeepFloyd IF)
+    needs: :meth:`openimagen.cascade.Cascade.load`.
+    """
     from openimagen.cascade import Cascade
 
-    return Cascade.load(resolve_model_dir(model), device=device)
+    return Cascade.load(
+        resolve_model_dir(model), device=device, dtype=dtype, text_device=text_device,
+        offload=offload,
+    )  # fmt: skip
 
 
 def resolve_model_dir(model: str | os.PathLike | None) -> Path:

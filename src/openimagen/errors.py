@@ -51,6 +51,10 @@ class ModelDirectoryError(OpenImagenError):
     """A model directory or checkpoint is missing, unreadable, foreign or inconsistent."""
 
 
+class MissingDependencyError(OpenImagenError, ImportError):
+    """An optional package a command needs cannot be imported; the message says how to get it."""
+
+
 class NonFiniteOutputError(OpenImagenError, ArithmeticError):
     """A model produced NaN or infinite values: damaged weights or unstable settings."""
 

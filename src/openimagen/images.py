@@ -2,7 +2,8 @@
 
 Inside the library images are float tensors NCHW in [-1, 1]; this is the one module that
 turns them into PNG bytes and files (used by the CLI and the server). Every PNG written here
-carries provenance: the invisible watermark (:mod:`openimagen.watermark`) and tEXt chunks.
+carries provenance: the invisible watermark (:mod:`openimagen.watermark`) and tEXt chunks,
+and, given ``credentials``, a signed C2PA manifest (:mod:`openimagen.provenance`) over both.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image, PngImagePlugin
@@ -22,6 +23,9 @@ from openimagen.errors import InvalidArgumentError
 from openimagen.fileio import atomic_write, atomic_write_files
 from openimagen.version import __version__
 from openimagen.watermark import METHOD, embed_watermark, is_markable
+
+if TYPE_CHECKING:
+    from openimagen.provenance import ContentCredentials
 
 # PNG tEXt key that marks a file as made by a generative model (read back by tests/tools).
 AI_GENERATED_KEY = "ai_generated"
@@ -78,8 +82,10 @@ def png_bytes(
     metadata: Mapping[str, Any] | None = None,
     *,
     watermark: bool = True,
+    credentials: ContentCredentials | None = None,
 ) -> bytes:
-    """Encode one image as PNG with provenance: the invisible mark and tEXt chunks.
+    """Encode one image as PNG with provenance: the invisible mark, tEXt chunks and, given
+    ``credentials``, a signed C2PA manifest whose hash covers the pixels and the chunks.
 
     The chunks are ``ai_generated=true``, ``watermark`` (the method's name, only when the
     mark was embedded: images below :data:`openimagen.watermark.MIN_SIZE` are too small to
@@ -100,6 +106,8 @@ def png_bytes(
         info.add_text(key, text)
     buffer = io.BytesIO()
     pil.save(buffer, format="PNG", pnginfo=info)
+    if credentials is not None:
+        return credentials.sign_png(buffer.getvalue(), metadata)
     return buffer.getvalue()
 
 
@@ -139,9 +147,10 @@ def save_png(
     metadata: Mapping[str, Any] | None = None,
     *,
     watermark: bool = True,
+    credentials: ContentCredentials | None = None,
 ) -> Path:
     """Write :func:`png_bytes` to ``path`` atomically (a failed write keeps the old file)."""
-    data = png_bytes(image, metadata, watermark=watermark)
+    data = png_bytes(image, metadata, watermark=watermark, credentials=credentials)
     path = Path(path)
     with atomic_write(path, "wb") as handle:
         handle.write(data)
@@ -175,21 +184,25 @@ def save_images(
     grid: bool = True,
     watermark: bool = True,
     overwrite: bool = False,
+    credentials: ContentCredentials | None = None,
 ) -> list[Path]:
-    """Save [N, 3, H, W] images as numbered PNGs (plus a grid when N > 1), all marked.
+    """Save [N, 3, H, W] images as numbered PNGs (plus a grid when N > 1), all marked (and
+    signed, given ``credentials``: every file's bytes are signed before any is written).
 
     All or nothing (:func:`openimagen.fileio.atomic_write_files`): a failure leaves none of
     the files. An existing file raises :class:`FileExistsError` unless ``overwrite``.
     """
     paths = output_paths(out, images.shape[0], grid=grid)
     data = [
-        png_bytes(img, meta, watermark=watermark)
+        png_bytes(img, meta, watermark=watermark, credentials=credentials)
         for img, meta in zip(images, metadata, strict=True)
     ]
     if len(paths) > len(data):
         shared = {k: v for k, v in metadata[0].items() if k not in ("seed",)}
         shared["seeds"] = [m.get("seed") for m in metadata]
-        data.append(png_bytes(make_grid(images), shared, watermark=watermark))
+        grid_png = png_bytes(make_grid(images), shared, watermark=watermark,
+                             credentials=credentials)  # fmt: skip
+        data.append(grid_png)
     return atomic_write_files(dict(zip(paths, data, strict=True)), overwrite=overwrite)
 
 

@@ -27,6 +27,7 @@ from openimagen.cascade import (
     CASCADE_FILE,
     EVALUATION_FILE,
     TRAINING_FILE,
+    UPSTREAM_DIR,
     read_cascade_config,
     read_stage_config,
 )
@@ -136,10 +137,12 @@ def render_model_card(directory: Path) -> str:
     shapes = data_sources == {"shapes"}
     name = cascade.model_id or directory.name
     final = stages[-1][1].resolution
+    imported = [_upstream(directory, e.path, c) for e, c in stages]
 
     out = [
         "---",
-        "license: apache-2.0",
+        # imported weights keep their own licence (<stage>/upstream/), not openimagen's
+        "license: " + ("other" if any(imported) else "apache-2.0"),
         "library_name: openimagen",
         "pipeline_tag: text-to-image",
         "tags:",
@@ -157,17 +160,7 @@ def render_model_card(directory: Path) -> str:
         "## Intended use",
         "",
     ]
-    if shapes:
-        out += [
-            "Research, teaching and testing: drawing scenes of openimagen's shapes world (one "
-            "to four circles, squares and triangles in six colours, two sizes, on a plain "
-            "background, with spatial relations) from English prompts, and measuring "
-            "text-image alignment exactly with ShapeBench. It is not a general image "
-            "generator: prompts about anything else give shapes-world scenes or noise.",
-        ]
-    else:
-        sources = ", ".join(sorted(str(s) for s in data_sources if s)) or "unrecorded"
-        out += [f"Trained on the user's own data (source: {sources}); see Training data."]
+    out += _intended_use_lines(shapes, data_sources, imported)
     out += ["", "## Stages", "",
             "| stage | resolution | parameters | sampling defaults |", "|---|---|---|---|"]  # fmt: skip
     for entry, config in stages:
@@ -181,11 +174,11 @@ def render_model_card(directory: Path) -> str:
         params = count_parameters(config.unet) / 1e6
         out.append(f"| `{entry.path}` | {res} | {params:.2f}M | {sampling} |")
     out += ["", "## Training data", ""]
-    for (entry, _), training in zip(stages, trainings, strict=True):
-        out.append(f"- `{entry.path}`: " + _data_line(training))
+    for (entry, _), training, source in zip(stages, trainings, imported, strict=True):
+        out.append(f"- `{entry.path}`: " + (source or _data_line(training)))
     out += ["", "## Training procedure and budget", ""]
-    for (entry, _), training in zip(stages, trainings, strict=True):
-        out.append(f"- `{entry.path}`: " + _budget_line(training))
+    for (entry, _), training, source in zip(stages, trainings, imported, strict=True):
+        out.append(f"- `{entry.path}`: " + (source or _budget_line(training)))
     out += ["", "## Evaluation (ShapeBench)", ""]
     out += _evaluation_lines(evaluation)
     out += ["", "## Known failure modes", ""]
@@ -202,6 +195,39 @@ def render_model_card(directory: Path) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _upstream(directory: Path, path: str, config: Any) -> str | None:
+    """For a stage imported from another project (it has ``upstream/``): where it came from
+    and where its own licence and model card are; None for openimagen's own stages."""
+    upstream = directory / path / UPSTREAM_DIR
+    if not upstream.is_dir():
+        return None
+    files = ", ".join(f"`{path}/{UPSTREAM_DIR}/{p.name}`" for p in sorted(upstream.iterdir()))
+    source = getattr(config, "source", "") or "another project's checkpoint"
+    return f"imported: {source}; its licence and model card: {files or 'none were found'}"
+
+
+def _intended_use_lines(
+    shapes: bool, data_sources: set[Any], imported: list[str | None]
+) -> list[str]:
+    if any(imported):
+        return [
+            "Stages imported from another project's weights; those weights are under their "
+            "own licence, which binds every use of this directory (including its images): "
+            "read the licence and model card each imported stage carries (Training data "
+            "below). openimagen's Apache-2.0 licence covers its code, not these weights.",
+        ]
+    if shapes:
+        return [
+            "Research, teaching and testing: drawing scenes of openimagen's shapes world (one "
+            "to four circles, squares and triangles in six colours, two sizes, on a plain "
+            "background, with spatial relations) from English prompts, and measuring "
+            "text-image alignment exactly with ShapeBench. It is not a general image "
+            "generator: prompts about anything else give shapes-world scenes or noise.",
+        ]
+    sources = ", ".join(sorted(str(s) for s in data_sources if s)) or "unrecorded"
+    return [f"Trained on the user's own data (source: {sources}); see Training data."]
 
 
 def _data_line(training: dict[str, Any] | None) -> str:

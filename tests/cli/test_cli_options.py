@@ -83,7 +83,7 @@ def _commands(parser: argparse.ArgumentParser, prefix: str = "openimagen"):
 
 def test_help_shows_each_default_once():
     commands = list(_commands(build_parser()))
-    assert len(commands) == 12  # openimagen, its 9 commands, the 2 benchmarks of eval
+    assert len(commands) == 14  # openimagen, its 10 commands, the 3 benchmarks of eval
     for name, parser in commands:
         formatter = parser._get_formatter()
         for action in parser._actions:
@@ -93,4 +93,6 @@ def test_help_shows_each_default_once():
             assert shown.count("(default:") <= 1, (name, action.dest, shown)
             if action.option_strings and not action.required:  # an option: says its default
                 assert shown.count("(default:") == 1, (name, action.dest, shown)
+            if action.required:  # no "(default: None)" on what must be given
+                assert "(default: None)" not in shown, (name, action.dest, shown)
         assert "(default: the model's) (default:" not in parser.format_help()

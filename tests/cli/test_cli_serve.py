@@ -18,6 +18,25 @@ def test_serve_options_and_defaults():
         parse(["serve", "--port", "70000"])
 
 
+def test_serve_c2pa_options_reach_the_settings(monkeypatch):
+    import openimagen.serve.server as server
+
+    seen = {}
+    monkeypatch.setattr(server, "run_server", lambda *a, **k: seen.update(k))
+    run(["serve", "--c2pa-cert", "c.pem", "--c2pa-key", "k.pem", "--c2pa-include-prompt",
+         "--c2pa-tsa-url", "http://tsa.example"])  # fmt: skip
+    settings = seen["settings"]
+    assert (settings.c2pa_cert, settings.c2pa_key) == ("c.pem", "k.pem")
+    assert settings.c2pa_include_prompt and settings.c2pa_tsa_url == "http://tsa.example"
+    run(["serve"])
+    assert not seen["settings"].c2pa_include_prompt and seen["settings"].c2pa_cert is None
+
+
+def test_serve_a_bad_certificate_fails_before_loading_the_model(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="c2pa certificate='.*nope.pem'"):
+        run(["serve", "--c2pa-cert", str(tmp_path / "nope.pem"), "--c2pa-key", "k.pem"])
+
+
 def test_serve_bad_input_raises_before_serving(tmp_path):
     with pytest.raises(ConfigError, match="max_batch_images"):
         run(["serve", "--model", str(tmp_path), "--max-n", "8", "--max-batch-images", "4"])

@@ -1,15 +1,13 @@
-"""Frechet distance: closed-form Gaussian cases, the shapes feature space, the Inception hook."""
+"""Frechet distance: closed-form Gaussian cases, the shapes feature space."""
 
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 from openimagen.data.shapes import ShapesWorld
-from openimagen.errors import InvalidArgumentError, ShapeError
+from openimagen.errors import ShapeError
 from openimagen.eval.frechet import (
     FeatureExtractor,
     ShapesFeatureExtractor,
@@ -17,7 +15,6 @@ from openimagen.eval.frechet import (
     feature_statistics,
     frechet_distance,
     frechet_distance_images,
-    load_inception_extractor,
 )
 
 
@@ -99,22 +96,3 @@ def test_eval_shapes_features_no_coordinate_swamps_the_rest_at_128():
     assert z.abs().max() < 100
     # and the blur still shows: the image-statistics group moves by more than a spread
     assert (z - extractor(b)).abs().max() > 1
-
-
-def test_eval_inception_loader_never_downloads(tmp_path, monkeypatch):
-    with pytest.raises(InvalidArgumentError, match="never downloads"):
-        load_inception_extractor(tmp_path / "pt_inception-2015-12-05-6726825d.pth")
-    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
-    weights.write_bytes(b"not really weights")
-    monkeypatch.setitem(sys.modules, "pytorch_fid", None)  # as if not installed
-    monkeypatch.setitem(sys.modules, "pytorch_fid.inception", None)
-    with pytest.raises(InvalidArgumentError, match="pip install pytorch-fid"):
-        load_inception_extractor(weights)
-    other = tmp_path / "inception.pth"
-    other.write_bytes(b"x")
-    with pytest.raises(InvalidArgumentError, match="cannot tell from the file name"):
-        load_inception_extractor(other)
-    monkeypatch.setitem(sys.modules, "torch_fidelity", None)
-    monkeypatch.setitem(sys.modules, "torch_fidelity.feature_extractor_inceptionv3", None)
-    with pytest.raises(InvalidArgumentError, match="pip install torch-fidelity"):
-        load_inception_extractor(other, format="torch-fidelity")

@@ -84,6 +84,24 @@ def test_openai_client_gets_the_librarys_image_with_provenance(client, cascade):
     assert not detect_watermark(to_pil(cascade.generate(["a red circle"], [42])[0]))[0]
 
 
+def test_every_png_carries_a_signed_c2pa_manifest_without_the_prompt(client, http):
+    from openimagen.provenance import TRAINED_ALGORITHMIC_MEDIA, content_credentials
+
+    result = client.images.generate(prompt="a red circle", n=2, response_format="b64_json",
+                                    extra_body={"seed": 5, "steps": 2})  # fmt: skip
+    url = client.images.generate(prompt="a red circle", extra_body={"seed": 5, "steps": 2})
+    served = [base64.b64decode(d.b64_json) for d in result.data]
+    served.append(httpx.get(url.data[0].url, timeout=30).content)
+    for data in served:
+        report = content_credentials(data)
+        assert report["state"] == "valid", report["failures"]
+        [action] = report["actions"]
+        assert action["digitalSourceType"] == TRAINED_ALGORITHMIC_MEDIA
+        assert action["softwareAgent"]["name"] == "tiny"
+        assert "description" not in action  # ServeSettings.c2pa_include_prompt is off
+        assert Image.open(io.BytesIO(data)).text["prompt"] == "a red circle"
+
+
 def test_url_response_serves_the_png(client, http):
     result = client.images.generate(prompt="a blue square", extra_body={"seed": 1, "steps": 2})
     url = result.data[0].url
@@ -120,6 +138,9 @@ def test_models_and_health(client, server):
     health = httpx.get(server.url + "/healthz", timeout=30).json()  # no key needed
     assert health["status"] == "ok" and health["sizes"] == [f"{RES}x{RES}"]
     assert health["auth_required"] is True and health["limits"]["max_n"] == 3
+    signing = health["content_credentials"]
+    assert signing["signer"].startswith("CN=openimagen local development signer, O=")
+    assert signing["development_certificate"] is True and signing["include_prompt"] is False
 
 
 def test_openai_client_sees_typed_errors(client, server):

@@ -20,13 +20,15 @@ from openimagen.cascade.sampling import SamplingConfig
 from openimagen.cascade.schema import (
     CASCADE_FILE,
     CONFIG_FILE,
-    FORMAT_VERSION,
-    STAGE_FORMAT_NAME,
+    UPSTREAM_DIR,
     WEIGHTS_FILE,
+    AnyStageConfig,
     CascadeConfig,
-    StageConfig,
+    DiffusersStageConfig,
     StageEntry,
+    cascade_version,
     check_stages,
+    parse_stage_config,
     stage_dir_name,
 )
 from openimagen.cascade.stage import Stage
@@ -53,21 +55,27 @@ def read_cascade_config(directory: Path) -> CascadeConfig:
         raise ModelDirectoryError(str(exc)) from exc
 
 
-def read_stage_config(stage_dir: Path) -> StageConfig:
-    """``stage_dir/config.json``, validated."""
+def read_stage_config(stage_dir: Path) -> AnyStageConfig:
+    """``stage_dir/config.json``, validated: a :class:`StageConfig`, or a
+    :class:`DiffusersStageConfig` when its format says so."""
     path = stage_dir / CONFIG_FILE
     if not path.is_file():
         raise ModelDirectoryError(f"stage directory {stage_dir}: {CONFIG_FILE} is missing")
     try:
-        return StageConfig.from_dict(read_json(path), where=str(path))
+        return parse_stage_config(read_json(path), where=str(path))
     except ConfigError as exc:
         raise ModelDirectoryError(str(exc)) from exc
 
 
-def load_stage_weights(config: StageConfig, stage_dir: Path) -> Stage:
+def load_stage_weights(
+    config: AnyStageConfig, stage_dir: Path, *, dtype: torch.dtype | None = None
+) -> Stage:
     """The :class:`Stage` of ``config`` with the weights of ``stage_dir/model.safetensors``.
 
-    Every tensor must be there with the config's shape and hold finite values.
+    Every tensor must be there with the config's shape and hold finite values. ``dtype``
+    (default float32) is the dtype the weights are held and computed in. A diffusers U-Net
+    is built on the meta device and takes the file's tensors directly, so a multi-billion
+    parameter stage is never initialised at random first.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -79,7 +87,12 @@ def load_stage_weights(config: StageConfig, stage_dir: Path) -> Stage:
         tensors = load_file(path)
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelDirectoryError(f"{path} is not a readable safetensors file: {exc}") from exc
-    stage = Stage(config)
+    meta = isinstance(config, DiffusersStageConfig)
+    if meta:
+        with torch.device("meta"):
+            stage = Stage(config)
+    else:
+        stage = Stage(config)
     expected = stage.unet.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -101,8 +114,12 @@ def load_stage_weights(config: StageConfig, stage_dir: Path) -> Stage:
                 f"{path}: tensor {name} holds values that are not finite (NaN or inf); the "
                 "weights are damaged: export the stage again from an intact checkpoint"
             )
-    # weights may be stored in fp16 (bundled model); compute in the module's own dtype
-    stage.unet.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    # weights may be stored in fp16 (bundled model); compute in float32 unless asked
+    target = dtype or torch.float32
+    cast = {k: v.to(target if v.is_floating_point() else v.dtype) for k, v in tensors.items()}
+    stage.unet.load_state_dict(cast, assign=meta)
+    if not meta and dtype is not None:
+        stage.unet.to(dtype)
     stage.unet.eval()
     return stage
 
@@ -129,7 +146,7 @@ def save_stage(
     """
     stage_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", dtype) for k, v in stage.unet.state_dict().items()}
-    meta = {"format": STAGE_FORMAT_NAME, "version": str(FORMAT_VERSION)}
+    meta = {"format": stage.config.format, "version": str(stage.config.version)}
     atomic_save_file(tensors, stage_dir / WEIGHTS_FILE, metadata=meta)
     atomic_write_json(stage_dir / CONFIG_FILE, stage.config.to_dict())
     for name, record in (records or {}).items():
@@ -149,6 +166,30 @@ def write_stage_directory(
     return Path(directory)
 
 
+def build_cascade_config(
+    configs: Sequence[AnyStageConfig],
+    sampling: Sequence[SamplingConfig],
+    *,
+    text_encoder: str,
+    text_max_length: int,
+    model_id: str,
+    text_conditioning: str = "masked",
+) -> CascadeConfig:
+    """The ``cascade.json`` of stages with these configs (checked to chain) and sampling."""
+    check_stages(configs, text_dim=configs[0].unet.text_embed_dim if configs else 0)
+    return CascadeConfig(
+        text_encoder=text_encoder,
+        text_max_length=text_max_length,
+        stages=tuple(
+            StageEntry(path=stage_dir_name(i, c), sampling=s)
+            for i, (c, s) in enumerate(zip(configs, sampling, strict=True))
+        ),
+        model_id=model_id,
+        text_conditioning=text_conditioning,
+        version=cascade_version(configs, text_conditioning),
+    )
+
+
 def write_model_directory(
     directory: str | os.PathLike,
     stages: Sequence[Stage],
@@ -160,6 +201,7 @@ def write_model_directory(
     dtype: torch.dtype = torch.float32,
     overwrite: bool = False,
     records: Sequence[Mapping[str, Any]] | None = None,
+    text_conditioning: str = "masked",
 ) -> Path:
     """Write a whole model directory: every stage, then ``cascade.json``.
 
@@ -173,17 +215,11 @@ def write_model_directory(
         raise ModelDirectoryError(
             f"{directory} already exists; choose another path or pass overwrite=True"
         )
-    configs = [s.config for s in stages]
-    check_stages(configs, text_dim=configs[0].unet.text_embed_dim if configs else 0)
-    config = CascadeConfig(
-        text_encoder=text_encoder,
-        text_max_length=text_max_length,
-        stages=tuple(
-            StageEntry(path=stage_dir_name(i, c), sampling=s)
-            for i, (c, s) in enumerate(zip(configs, sampling, strict=True))
-        ),
-        model_id=model_id or directory.name,
-    )
+    config = build_cascade_config(
+        [s.config for s in stages], sampling, text_encoder=text_encoder,
+        text_max_length=text_max_length, model_id=model_id or directory.name,
+        text_conditioning=text_conditioning,
+    )  # fmt: skip
     per_stage = list(records) if records is not None else [None] * len(stages)
     with staged_directory(directory) as staged:
         for entry, stage, extra in zip(config.stages, stages, per_stage, strict=True):
@@ -222,13 +258,20 @@ def put_stage(
     name = stage_dir_name(index, new)
     old_path = entries[index].path if index < len(entries) else None
     entries[index : index + 1] = [StageEntry(path=name, sampling=sampling)]
+    upstream = directory / old_path / UPSTREAM_DIR if old_path else None
+    # a fine-tuned imported stage (same diffusers U-Net) stays under the upstream licence
+    keep = upstream is not None and upstream.is_dir() and isinstance(new, DiffusersStageConfig)
+    keep = keep and read_stage_config(directory / old_path).unet == new.unet
     with staged_directory(directory / name) as staged:
         save_stage(stage, staged, dtype=dtype, records=records)
+        if keep:
+            shutil.copytree(upstream, staged / UPSTREAM_DIR)
     atomic_write_json(
         directory / CASCADE_FILE,
         CascadeConfig.from_dict(
-            {**config.to_dict(), "stages": [e.to_dict() for e in entries]}
-        ).to_dict(),
+            {**config.to_dict(), "stages": [e.to_dict() for e in entries],
+             "version": max(config.version, cascade_version(configs, config.text_conditioning))}
+        ).to_dict(),  # fmt: skip
     )
     if old_path and old_path != name:
         shutil.rmtree(directory / old_path, ignore_errors=True)
@@ -236,6 +279,7 @@ def put_stage(
 
 
 __all__ = [
+    "build_cascade_config",
     "load_stage_weights",
     "put_stage",
     "read_cascade_config",

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from openimagen.cli.options import (
     MAX_IMAGES,
+    add_c2pa_options,
     add_command,
     add_device_option,
+    add_memory_options,
     add_model_option,
     add_quiet_option,
     add_sampling_options,
@@ -23,6 +25,7 @@ from openimagen.cli.options import (
     add_stages_option,
     check_stages,
     count,
+    load_options,
     sampling_overrides,
 )
 from openimagen.errors import InvalidArgumentError
@@ -47,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--policy", metavar="FILE", default=None, help="prompt block list (docs/serving.md)"
     )
     add_device_option(gen)
+    add_c2pa_options(gen)
+    add_memory_options(gen)
     gen.add_argument(
         "--overwrite", action="store_true",
         help="replace existing output files (default: refuse, before sampling)",
@@ -83,15 +88,30 @@ def run(args: argparse.Namespace) -> int:
         paths, overwrite=args.overwrite, name="--out", value=str(out),
         overwrite_hint="pass --overwrite to replace it, or choose another --out",
     )  # fmt: skip
-    cascade = openimagen.load(model_dir, device=args.device)
+    credentials = _content_credentials(args, model_dir)  # a bad cert fails before loading
+    cascade = openimagen.load(model_dir, device=args.device, **load_options(args))
     check_stages(args.stages, len(cascade.stages))
     overrides = sampling_overrides(args)
     sampling = [s.replace(**overrides) for s in cascade.sampling]
     seeds = [args.seed + i for i in range(args.num_images)]
     images = _sample(cascade, args, sampling, seeds)
-    for path in _save(images, out, args, cascade.model_id, sampling, seeds, len(paths)):
+    saved = _save(images, out, args, cascade.model_id, sampling, seeds, len(paths), credentials)
+    for path in saved:
         _print_path(path)
     return 0
+
+
+def _content_credentials(args: argparse.Namespace, model_dir: Path):
+    """The C2PA signer of this run's PNGs, named after the model directory and its files."""
+    from openimagen.cascade import read_cascade_config
+    from openimagen.provenance import ContentCredentials, model_version
+
+    return ContentCredentials.from_settings(
+        model_name=read_cascade_config(model_dir).model_id or model_dir.name,
+        model_version=model_version(model_dir),
+        cert=args.c2pa_cert, key=args.c2pa_key, tsa_url=args.c2pa_tsa_url,
+        include_prompt=args.c2pa_include_prompt,
+    )  # fmt: skip
 
 
 def _dry_run(args: argparse.Namespace, model_dir: Path, out: Path) -> int:
@@ -102,9 +122,11 @@ def _dry_run(args: argparse.Namespace, model_dir: Path, out: Path) -> int:
     check_stages(args.stages, len(config.stages))
     overrides = sampling_overrides(args)
     resolved = [e.sampling.replace(**overrides).to_dict() for e in config.stages]
+    c2pa = {"cert": args.c2pa_cert, "key": args.c2pa_key, "tsa_url": args.c2pa_tsa_url,
+            "include_prompt": args.c2pa_include_prompt}  # fmt: skip
     print(json.dumps({"model": str(model_dir), "prompt": args.prompt, "out": str(out),
-                      "num_images": args.num_images, "seed": args.seed, "stages": resolved},
-                     indent=2))  # fmt: skip
+                      "num_images": args.num_images, "seed": args.seed, "stages": resolved,
+                      "c2pa": c2pa}, indent=2))  # fmt: skip
     return 0
 
 
@@ -125,13 +147,13 @@ def _sample(cascade, args: argparse.Namespace, sampling: list, seeds: list[int])
 
 
 def _save(images, out: Path, args, model_id: str, sampling: list, seeds: list[int],
-          files: int) -> list[Path]:  # fmt: skip
+          files: int, credentials) -> list[Path]:  # fmt: skip
     """Write every file or none; errors name --out and say what to do."""
     from openimagen.images import provenance, save_images
 
     meta = [provenance(args.prompt, seed, model_id, sampling) for seed in seeds]
     try:
-        return save_images(images, out, meta, overwrite=args.overwrite)
+        return save_images(images, out, meta, overwrite=args.overwrite, credentials=credentials)
     except FileExistsError as exc:  # created by someone else while we sampled
         raise InvalidArgumentError(
             "--out", str(out), "a path where no file exists yet",

@@ -11,13 +11,24 @@ import logging
 import os
 import sys
 
-from openimagen.cli import encode_text, evaluate, export, generate, info, rate, serve, train, verify
+from openimagen.cli import (
+    encode_text,
+    evaluate,
+    export,
+    generate,
+    import_if,
+    info,
+    rate,
+    serve,
+    train,
+    verify,
+)
 from openimagen.cli.options import HelpFormatter
 from openimagen.errors import OpenImagenError
 from openimagen.version import __version__
 
 # in the order `openimagen --help` lists them
-COMMANDS = (info, generate, encode_text, serve, verify, train, export, evaluate, rate)
+COMMANDS = (info, generate, encode_text, serve, verify, train, export, import_if, evaluate, rate)
 
 
 def build_parser() -> argparse.ArgumentParser:

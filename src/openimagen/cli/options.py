@@ -14,6 +14,7 @@ from typing import Any
 
 from openimagen.cascade.sampling import CHOICES, LIMITS, MAX_SEED, Limit
 from openimagen.errors import InvalidArgumentError
+from openimagen.provenance.credentials import CERT_ENV, KEY_ENV, TSA_URL_ENV
 
 #: Images one run draws at most (`generate -n`, the server's `--max-n`).
 MAX_IMAGES = 64
@@ -59,14 +60,15 @@ def count(high: int) -> Callable[[str], int]:
 # -- the help style ------------------------------------------------------------------------------
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default once: help that already says it ("(default: the
-    model's)") is left as written, any other gets argparse's "(default: X)"."""
+    model's)") is left as written, as is a required option's (it has none); any other gets
+    argparse's "(default: X)"."""
 
     def __init__(self, prog: str):
         super().__init__(prog, max_help_position=32)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "(default:" in text or "%(default)" in text:
+        if "(default:" in text or "%(default)" in text or action.required:
             return text
         return super()._get_help_string(action)
 
@@ -89,6 +91,36 @@ def add_device_option(parser: argparse.ArgumentParser, help: str | None = None) 
     parser.add_argument(
         "--device", default="auto", help=help or "'auto', 'cpu', 'cuda' or 'cuda:N'"
     )
+
+
+#: --dtype choices: what the U-Nets and the text encoder hold their weights in
+LOAD_DTYPES = ("fp32", "bf16", "fp16")
+
+
+def add_memory_options(parser: argparse.ArgumentParser) -> None:
+    """--dtype, --text-device, --offload: the memory a large model (DeepFloyd IF) needs."""
+    parser.add_argument(
+        "--dtype", choices=LOAD_DTYPES, default="fp32",
+        help="dtype the U-Nets and the text encoder hold their weights and compute in "
+        "(bf16 / fp16 halve their memory)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--text-device", metavar="DEVICE", default=None,
+        help="where the text encoder runs (default: --device; cpu with --offload)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--offload", action="store_true",
+        help="keep the U-Nets in CPU memory and move each to --device only while it samples",
+    )  # fmt: skip
+
+
+def load_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``openimagen.load`` that :func:`add_memory_options` set."""
+    import torch
+
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    return {"dtype": dtypes[args.dtype], "text_device": args.text_device,
+            "offload": args.offload}  # fmt: skip
 
 
 def add_seed_option(parser: argparse.ArgumentParser, help: str) -> None:
@@ -122,6 +154,32 @@ def add_server_options(parser: argparse.ArgumentParser, port: int) -> None:
         default=port, help="TCP port; 0 = any free one",
     )  # fmt: skip
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="server log level")
+
+
+def add_c2pa_options(parser: argparse.ArgumentParser) -> None:
+    """Content Credentials: the signing files, a timestamp authority, the prompt opt-in."""
+    group = parser.add_argument_group(
+        "Content Credentials (C2PA)", "every PNG carries a signed C2PA manifest (docs/serving.md)"
+    )
+    group.add_argument(
+        "--c2pa-cert", metavar="FILE", default=None,
+        help=f"PEM certificate chain, signing certificate first (default: ${CERT_ENV}; "
+        "neither this nor the key: a local development certificate that nobody trusts)",
+    )  # fmt: skip
+    group.add_argument(
+        "--c2pa-key", metavar="FILE", default=None,
+        help=f"PEM private key of --c2pa-cert (default: ${KEY_ENV})",
+    )  # fmt: skip
+    group.add_argument(
+        "--c2pa-tsa-url", metavar="URL", default=None,
+        help=f"RFC 3161 timestamp authority to countersign with (default: ${TSA_URL_ENV}, "
+        "else none: signing needs no network)",
+    )  # fmt: skip
+    group.add_argument(
+        "--c2pa-include-prompt", action="store_true",
+        help="write the prompt into the signed manifest (default: not; the PNG text chunk "
+        "holds it either way)",
+    )  # fmt: skip
 
 
 def check_stages(stages: int | None, count: int) -> None:
@@ -185,10 +243,12 @@ def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 __all__ = [
     "DEFAULT_HOST",
+    "LOAD_DTYPES",
     "MAX_IMAGES",
     "HelpFormatter",
     "add_command",
     "add_device_option",
+    "add_memory_options",
     "add_model_option",
     "add_quiet_option",
     "add_sampling_options",
@@ -198,6 +258,7 @@ __all__ = [
     "check_stages",
     "count",
     "limited",
+    "load_options",
     "ranged",
     "sampling_overrides",
 ]

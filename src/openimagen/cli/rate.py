@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "blind side-by-side rating of a DrawBench run in the browser (docs/evaluation.md)",
         description="Serve the rating page for a DrawBench run: for each prompt, two models' "
         "image sets side by side (sides random, recorded), two questions, votes in SQLite. "
-        "Results with 95%% intervals at /results.",
+        "Results with 95% intervals at /results.",
     )  # fmt: skip
     rate.add_argument("run", metavar="DIR", help="a DrawBench run directory (with manifest.jsonl)")
     rate.add_argument(

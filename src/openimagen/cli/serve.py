@@ -11,6 +11,7 @@ import argparse
 from openimagen.cascade.sampling import LIMITS
 from openimagen.cli.options import (
     MAX_IMAGES,
+    add_c2pa_options,
     add_command,
     add_device_option,
     add_model_option,
@@ -65,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-batch-images", metavar="N", type=count(1024), default=_DEFAULTS.max_batch_images,
         help="images sampled together in one batch (at least --max-n)",
     )  # fmt: skip
+    add_c2pa_options(parser)
     parser.add_argument(
         "--public-url", metavar="URL", default=None,
         help="base of image URLs in 'url' responses, behind a proxy "
@@ -82,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         max_batch_images=args.max_batch_images,
         public_url=args.public_url,
+        c2pa_cert=args.c2pa_cert,
+        c2pa_key=args.c2pa_key,
+        c2pa_tsa_url=args.c2pa_tsa_url,
+        c2pa_include_prompt=args.c2pa_include_prompt,
     )
     run_server(
         args.model,

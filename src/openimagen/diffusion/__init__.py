@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from openimagen.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from openimagen.diffusion.augmentation import prepare_lowres
+    from openimagen.diffusion.augmentation import RESIZE_MODES, prepare_lowres
     from openimagen.diffusion.guidance import (
         Denoiser,
         ModelFn,
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         dynamic_threshold,
         dynamic_threshold_x0,
         model_to_denoiser,
+        split_extra,
         static_threshold,
         static_threshold_x0,
     )
@@ -56,9 +57,16 @@ if TYPE_CHECKING:
         randn_per_sample,
     )
     from openimagen.diffusion.schedule import (
+        BETA_SCHEDULES,
+        GRID_KINDS,
         SCHEDULES,
+        TIMESTEP_SPACINGS,
         Schedule,
         alpha_sigma,
+        discrete_alphas_cumprod,
+        discrete_index,
+        discrete_schedule,
+        discrete_timesteps,
         get_schedule,
         logsnr_cosine,
         logsnr_linear,
@@ -66,11 +74,15 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "BETA_SCHEDULES",
+    "GRID_KINDS",
     "PREDICTIONS",
+    "RESIZE_MODES",
     "SAMPLERS",
     "SAMPLER_NAMES",
     "SCHEDULES",
     "THRESHOLDS",
+    "TIMESTEP_SPACINGS",
     "Callback",
     "Denoiser",
     "GeneratorArg",
@@ -85,6 +97,10 @@ __all__ = [
     "ddim",
     "ddpm",
     "diffusion_loss",
+    "discrete_alphas_cumprod",
+    "discrete_index",
+    "discrete_schedule",
+    "discrete_timesteps",
     "dpm_solver_pp_2m",
     "dynamic_threshold",
     "dynamic_threshold_x0",
@@ -99,6 +115,7 @@ __all__ = [
     "prepare_lowres",
     "q_sample",
     "randn_per_sample",
+    "split_extra",
     "static_threshold",
     "static_threshold_x0",
     "uniform_timesteps",

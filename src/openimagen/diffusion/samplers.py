@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-from openimagen.diffusion.guidance import Denoiser
+from openimagen.diffusion.guidance import Denoiser, split_extra
 from openimagen.diffusion.names import SAMPLER_NAMES
 from openimagen.diffusion.schedule import Schedule, alpha_sigma
 from openimagen.errors import InvalidArgumentError, InvalidTypeError, ShapeError
@@ -116,17 +117,19 @@ def _check_inputs(
     return x_T.shape[0], timesteps.to(x_T.device)
 
 
-def _denoise(denoiser: Denoiser, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
-    """x0_hat = denoiser(x [B, ...], t [B], cond), with its shape checked."""
-    x0_hat = denoiser(x, t.repeat(x.shape[0]), cond)  # t: [] -> [B]
-    if not isinstance(x0_hat, torch.Tensor) or x0_hat.shape != x.shape:
-        shape = tuple(x0_hat.shape) if isinstance(x0_hat, torch.Tensor) else type(x0_hat)
-        raise ShapeError("denoiser output", shape, f"{tuple(x.shape)} (the shape of x_t)")
-    return x0_hat
+def _denoise(
+    denoiser: Denoiser, x: torch.Tensor, t: torch.Tensor, cond: Any
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(x0_hat, extra channels or None) of denoiser(x [B, ...], t [B], cond), shape checked."""
+    out = denoiser(x, t.repeat(x.shape[0]), cond)  # t: [] -> [B]
+    if not isinstance(out, torch.Tensor):
+        raise ShapeError("denoiser output", type(out), f"{tuple(x.shape)} (the shape of x_t)")
+    return split_extra(out, x)  # [B, C, ...], [B, E, ...] or None
 
 
-# update(i, x_t, x0_hat) -> x_s: one sampler's rule for the step from timesteps[i] to [i + 1]
-StepRule = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+# update(i, x_t, x0_hat, extra) -> x_s: one sampler's rule for the step from timesteps[i] to
+# [i + 1]; ``extra`` is the denoiser's extra output channels or None (diffusion/guidance.py)
+StepRule = Callable[[int, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
 def _walk(
@@ -142,12 +145,12 @@ def _walk(
     total = timesteps.shape[0] - 1
     x = x_T
     for i in range(total):
-        x0_hat = _denoise(denoiser, x, timesteps[i], cond)  # [B, ...]
+        x0_hat, extra = _denoise(denoiser, x, timesteps[i], cond)  # [B, ...], extras
         if callback is not None:
             callback(i, total, x, x0_hat)
         if i == total - 1:
             return x0_hat
-        x = update(i, x, x0_hat)
+        x = update(i, x, x0_hat, extra)
     raise AssertionError("unreachable: the loop returns at its last step")
 
 
@@ -161,23 +164,42 @@ def ddpm(
     generator: GeneratorArg = None,
     callback: Callback | None = None,
     cond: Any = None,
+    learned_variance: bool = False,
 ) -> torch.Tensor:
     """Ancestral sampling (Ho et al. 2020, "Denoising Diffusion Probabilistic Models", Alg. 2).
 
     Each step draws x_s from the posterior q(x_s | x_t, x0 = x0_hat) in its continuous-time
     form (Kingma et al. 2021, VDM, appendix A): with c = 1 - exp(lambda_t - lambda_s),
         mean = alpha_s ((1 - c) x_t / alpha_t + c x0_hat),   variance = sigma_s^2 c.
+    With ``learned_variance`` the denoiser's extra channels v in [-1, 1] choose the variance
+    between that one and beta = 1 - alpha_t^2 / alpha_s^2, log-linearly (Nichol & Dhariwal
+    2021, "Improved DDPM", eq. 15; diffusers' "learned_range", as DeepFloyd IF samples):
+        log variance = (v + 1) / 2 log beta + (1 - v) / 2 log max(sigma_s^2 c, 1e-20).
     """
     _, timesteps = _check_inputs(x_T, timesteps, generator, callback)
     logsnr = schedule(timesteps)  # [N + 1]
     alpha, sigma = alpha_sigma(logsnr)  # [N + 1] each
 
-    def update(i: int, x: torch.Tensor, x0_hat: torch.Tensor) -> torch.Tensor:
+    def update(i: int, x: torch.Tensor, x0_hat: torch.Tensor, extra: Any) -> torch.Tensor:
         keep = torch.exp(logsnr[i] - logsnr[i + 1])  # 1 - c = SNR_t / SNR_s, in (0, 1)
         c = -torch.expm1(logsnr[i] - logsnr[i + 1])
         mean = alpha[i + 1] * (keep / alpha[i] * x + c * x0_hat)
         noise = randn_per_sample(x.shape, generator, device=x.device, dtype=x.dtype)
-        return mean + sigma[i + 1] * c.sqrt() * noise
+        if not learned_variance:
+            return mean + sigma[i + 1] * c.sqrt() * noise
+        if extra is None or extra.shape != x.shape:
+            raise InvalidArgumentError(
+                "learned_variance", True,
+                f"a denoiser that returns {2 * x.shape[1]} channels (x0_hat, then the variance)",
+                "Wrap the network with model_to_denoiser(..., learned_variance=True).",
+            )  # fmt: skip
+        min_log = torch.log((sigma[i + 1] ** 2 * c).clamp(min=1e-20))  # posterior variance
+        # beta = 1 - alpha_t^2 / alpha_s^2, from the log-SNRs: log alpha^2 = logsigmoid(lambda)
+        log_ratio = F.logsigmoid(logsnr[i]) - F.logsigmoid(logsnr[i + 1])
+        max_log = torch.log(-torch.expm1(log_ratio))
+        frac = (extra + 1.0) / 2.0  # [B, C, ...]
+        log_variance = frac * max_log.to(x.dtype) + (1.0 - frac) * min_log.to(x.dtype)
+        return mean + torch.exp(0.5 * log_variance) * noise
 
     return _walk(denoiser, x_T, timesteps, cond, callback, update)
 
@@ -211,7 +233,7 @@ def ddim(
     logsnr = schedule(timesteps)  # [N + 1]
     alpha, sigma = alpha_sigma(logsnr)  # [N + 1] each
 
-    def update(i: int, x: torch.Tensor, x0_hat: torch.Tensor) -> torch.Tensor:
+    def update(i: int, x: torch.Tensor, x0_hat: torch.Tensor, extra: Any) -> torch.Tensor:
         eps_hat = (x - alpha[i] * x0_hat) / sigma[i]
         if eta == 0.0:
             return alpha[i + 1] * x0_hat + sigma[i + 1] * eps_hat
@@ -250,7 +272,7 @@ def dpm_solver_pp_2m(
     half_logsnr = 0.5 * logsnr  # lambda in Lu et al.'s notation
     history: list[torch.Tensor] = []  # the previous step's x0_hat (local to this call)
 
-    def update(i: int, x: torch.Tensor, x0_hat: torch.Tensor) -> torch.Tensor:
+    def update(i: int, x: torch.Tensor, x0_hat: torch.Tensor, extra: Any) -> torch.Tensor:
         h = half_logsnr[i + 1] - half_logsnr[i]
         if not history:
             d = x0_hat

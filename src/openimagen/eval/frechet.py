@@ -1,21 +1,22 @@
-"""Frechet distance between two image sets in the feature space of a named extractor.
+"""Frechet distance between two image sets in the shapes world's feature space.
 
 The Frechet (2-Wasserstein) distance between N(mu1, S1) and N(mu2, S2) is
 ``||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))`` (Dowson & Landau, 1982); with
-InceptionV3 pool features it is FID (Heusel et al., 2017). Nothing is downloaded here:
+InceptionV3 pool features it is FID (Heusel et al., 2017).
 
-* :class:`ShapesFeatureExtractor` is the default for the shapes world and needs no weights;
-* :func:`load_inception_extractor` gives standard FID to a user who has the InceptionV3
-  weights file of pytorch-fid or torch-fidelity on disk (and that package installed).
+Standard FID is not computed here: ``openimagen eval coco`` takes it from torch-fidelity
+(:mod:`openimagen.eval.metrics`), InceptionV3 and Frechet formula alike. This module keeps
+the formula for :class:`ShapesFeatureExtractor` (weight-free, the shapes world's default),
+because torch-fidelity needs torchvision, which the project's default CPU environment cannot
+import; a test in the evaluation environment checks that :func:`frechet_distance` equals
+torch-fidelity's ``fid_statistics_to_metric`` on the same statistics.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -24,7 +25,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from openimagen.data.shapes import BACKGROUND_COLORS, OBJECT_COLORS, SHAPES, SIZES
-from openimagen.device import resolve_device
 from openimagen.errors import InvalidArgumentError, ShapeError
 from openimagen.eval.detector import detect
 
@@ -226,86 +226,3 @@ class ShapesFeatureExtractor:
         fit = float(np.mean([o.fit for o in objects])) if objects else 0.0
         radius = float(np.mean([o.radius for o in objects])) if objects else 0.0
         return counts + [blur, fit, radius]
-
-
-# -- InceptionV3 (standard FID) from local weights ---------------------------------------------
-_WEIGHT_FILES = {
-    "pytorch-fid": "pt_inception-2015-12-05-6726825d.pth",
-    "torch-fidelity": "weights-inception-2015-12-05-6726825d.pth",
-}
-
-
-class _InceptionExtractor:
-    dim = 2048
-
-    def __init__(self, name: str, module: torch.nn.Module, uint8_input: bool, device: torch.device):
-        self.name, self._module, self._uint8, self._device = (
-            name,
-            module.eval().to(device),
-            uint8_input,
-            device,
-        )
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.to(self._device).float().clamp(-1, 1)  # [N, 3, H, W]
-        if self._uint8:  # torch-fidelity: uint8 in, resizes and normalizes inside
-            out = self._module(((x + 1) * 127.5).round().to(torch.uint8))[0]
-        else:  # pytorch-fid: [-1, 1] in, bilinear resize to 299 inside
-            out = self._module(x)[0]
-        return out.reshape(x.shape[0], -1).float().cpu()  # [N, 2048]
-
-
-def load_inception_extractor(
-    weights_path: str | os.PathLike, *, format: str = "auto", device: str | None = None
-) -> FeatureExtractor:
-    """InceptionV3 pool features (2048) from a local weights file: standard FID.
-
-    ``format`` is ``"pytorch-fid"`` (file ``pt_inception-2015-12-05-6726825d.pth``, needs
-    ``pip install pytorch-fid``), ``"torch-fidelity"`` (``weights-inception-2015-12-05-6726825d.pth``,
-    needs ``pip install torch-fidelity``) or ``"auto"`` (by file name). Never downloads.
-    """
-    path = Path(weights_path)
-    if not path.is_file():
-        raise InvalidArgumentError(
-            "weights_path", str(path), "an existing InceptionV3 weights file ("
-            + " or ".join(f"{k}: {v}" for k, v in _WEIGHT_FILES.items()) + ")",
-            "openimagen never downloads weights: fetch the file where you have internet access "
-            "and pass its path, or use the weight-free 'shapes-v2' extractor.",
-        )  # fmt: skip
-    if format == "auto":
-        format = next((k for k, v in _WEIGHT_FILES.items() if path.name == v), "")
-        if not format:
-            raise InvalidArgumentError(
-                "format",
-                "auto",
-                f"one of {', '.join(_WEIGHT_FILES)} (cannot tell from the file name {path.name!r})",
-            )
-    if format not in _WEIGHT_FILES:
-        raise InvalidArgumentError("format", format, f"'auto' or one of {', '.join(_WEIGHT_FILES)}")
-    resolved = resolve_device(device)
-    package = format.replace("-", "_")
-    try:
-        if format == "pytorch-fid":
-            import pytorch_fid.inception as module
-        else:
-            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-    except ImportError as exc:
-        raise InvalidArgumentError(
-            "format", format, f"an installed {package} package", f"Run: pip install {format}"
-        ) from exc
-    if format == "torch-fidelity":
-        net = FeatureExtractorInceptionV3(
-            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)
-        )
-        return _InceptionExtractor("inception-v3-torch-fidelity", net, True, resolved)
-
-    def local_state_dict(*_args, **_kwargs):  # replaces the package's download, for this call only
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-    original = module.load_state_dict_from_url
-    module.load_state_dict_from_url = local_state_dict
-    try:
-        net = module.InceptionV3([3], resize_input=True, normalize_input=False)
-    finally:
-        module.load_state_dict_from_url = original
-    return _InceptionExtractor("inception-v3-pytorch-fid", net, False, resolved)

@@ -169,6 +169,10 @@ def _cell(rate: dict[str, Any]) -> str:
             f"({rate['count']})</small></td>")  # fmt: skip
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def results_html(summary: dict[str, Any], title: str) -> str:
     """The results page: per question a table of rates with intervals, then the plot."""
     first, second = (html.escape(m) for m in summary["models"])
@@ -180,7 +184,8 @@ def results_html(summary: dict[str, Any], title: str) -> str:
         "td,th{padding:.2rem .8rem;text-align:right}td:first-child,th:first-child{text-align:left}"
         "small{color:#666}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p id='summary'>{summary['votes']} votes by {len(summary['raters'])} raters ({raters})."
+        f"<p id='summary'>{_plural(summary['votes'], 'vote')} by "
+        f"{_plural(len(summary['raters']), 'rater')} ({raters})."
         " Shares of the votes with 95% Wilson intervals; the count in parentheses.</p>",
         "<p><a href='/'>Rate</a> · <a href='/results.csv'>results.csv</a> · "
         "<a href='/results.json'>results.json</a> · <a href='/votes.csv'>votes.csv</a></p>",

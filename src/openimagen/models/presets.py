@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from openimagen.errors import InvalidArgumentError
+from openimagen.models.diffusers_unet import DiffusersUNetConfig, count_diffusers_parameters
 from openimagen.models.unet import EfficientUNet, UNetConfig
 
 T5_XXL_DIM = 4096  # width of T5-XXL encoder embeddings (the paper's text encoder)
@@ -145,8 +146,11 @@ def get_preset(name: str, **overrides: Any) -> UNetConfig:
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
 
 
-def count_parameters(config: UNetConfig) -> int:
-    """Number of parameters of ``EfficientUNet(config)``, built on the meta device (no memory)."""
+def count_parameters(config: UNetConfig | DiffusersUNetConfig) -> int:
+    """Number of parameters of ``EfficientUNet(config)`` (or of the diffusers U-Net a
+    :class:`DiffusersUNetConfig` describes), built on the meta device (no memory)."""
+    if isinstance(config, DiffusersUNetConfig):
+        return count_diffusers_parameters(config)
     with torch.device("meta"):
         model = EfficientUNet(config)
     return sum(p.numel() for p in model.parameters())

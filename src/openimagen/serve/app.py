@@ -49,6 +49,7 @@ from openimagen.watermark import METHOD as WATERMARK_METHOD
 
 if TYPE_CHECKING:
     from openimagen.cascade import Cascade
+    from openimagen.provenance import ContentCredentials
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +64,12 @@ def create_app(
     settings: ServeSettings | None = None,
     *,
     policy: PromptPolicy | None = None,
+    credentials: ContentCredentials | None = None,
 ) -> FastAPI:
     """The ASGI app serving ``cascade``.
 
-    The generation thread starts and stops with the app's lifespan (uvicorn runs it).
+    The generation thread starts and stops with the app's lifespan (uvicorn runs it). Every
+    PNG is signed with ``credentials`` (default: those of ``settings``' ``c2pa_*`` fields).
     """
     settings = settings or ServeSettings()
     model = ServedModel(
@@ -75,9 +78,11 @@ def create_app(
         sampling=tuple(cascade.sampling),
     )
     store = ImageStore(settings.max_stored_images, settings.image_ttl_s)
+    if credentials is None:
+        credentials = content_credentials(settings, model.model_id)
 
     def encode(image: Any, metadata: dict[str, Any]) -> bytes:
-        return png_bytes(image, metadata, watermark=settings.watermark)
+        return png_bytes(image, metadata, watermark=settings.watermark, credentials=credentials)
 
     worker = GenerationWorker(
         cascade, encode, max_queue=settings.max_queue, max_batch_images=settings.max_batch_images
@@ -99,9 +104,22 @@ def create_app(
     _add_error_handlers(app)
     app.add_middleware(GuardMiddleware, settings=settings)
     _add_generation_routes(app, model, settings, worker, store, policy)
-    _add_model_routes(app, model, settings, worker)
+    _add_model_routes(app, model, settings, worker, credentials)
     _add_page_routes(app)
     return app
+
+
+def content_credentials(
+    settings: ServeSettings, model_name: str, model_version: str | None = None
+) -> ContentCredentials:
+    """The C2PA signer the server's ``settings`` ask for (see :class:`ServeSettings`)."""
+    from openimagen.provenance import ContentCredentials
+
+    return ContentCredentials.from_settings(
+        model_name=model_name, model_version=model_version, cert=settings.c2pa_cert,
+        key=settings.c2pa_key, tsa_url=settings.c2pa_tsa_url,
+        include_prompt=settings.c2pa_include_prompt,
+    )  # fmt: skip
 
 
 # -- errors: always OpenAI-shaped JSON ------------------------------------------------------------
@@ -229,8 +247,18 @@ def _job_result(result: asyncio.Future) -> list[bytes]:
 
 # -- models and health --------------------------------------------------------------------------------
 def _add_model_routes(
-    app: FastAPI, model: ServedModel, settings: ServeSettings, worker: GenerationWorker
+    app: FastAPI,
+    model: ServedModel,
+    settings: ServeSettings,
+    worker: GenerationWorker,
+    credentials: ContentCredentials,
 ) -> None:
+    # who signs the images' Content Credentials (public: every image names its signer)
+    signing = {"signer": credentials.credentials.subject,
+               "development_certificate": credentials.credentials.development,
+               "model_version": credentials.model_version,
+               "include_prompt": credentials.include_prompt}  # fmt: skip
+
     created = int(time.time())
     card = {"id": model.model_id, "object": "model", "created": created, "owned_by": "openimagen"}
 
@@ -266,6 +294,7 @@ def _add_model_routes(
                        "max_prompt_chars": settings.max_prompt_chars,
                        "max_body_bytes": settings.max_body_bytes},
             "watermark": WATERMARK_METHOD if settings.watermark else None,
+            "content_credentials": signing,
         })  # fmt: skip
 
 
@@ -280,4 +309,4 @@ def _add_page_routes(app: FastAPI) -> None:
         return static_page("app.js")
 
 
-__all__ = ["create_app"]
+__all__ = ["content_credentials", "create_app"]

@@ -89,7 +89,9 @@ def run_server(
     import uvicorn
 
     import openimagen
-    from openimagen.serve.app import create_app
+    from openimagen.cascade import read_cascade_config
+    from openimagen.provenance import model_version
+    from openimagen.serve.app import content_credentials, create_app
 
     if not 0 <= port <= 65535:
         raise InvalidArgumentError("port", port, "an integer from 0 to 65535")
@@ -102,8 +104,12 @@ def run_server(
             host,
             api_key_env,
         )
+    model_dir = openimagen.resolve_model_dir(model_dir)
+    name = read_cascade_config(model_dir).model_id or model_dir.name
+    # before loading the model, so a bad certificate fails at once
+    credentials = content_credentials(settings, name, model_version(model_dir))
     cascade = openimagen.load(model_dir, device=device)
-    app = create_app(cascade, settings, policy=policy)
+    app = create_app(cascade, settings, policy=policy, credentials=credentials)
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
 
 

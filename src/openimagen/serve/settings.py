@@ -39,6 +39,14 @@ class ServeSettings(Config):
     allowed_hosts: tuple[str, ...] | None = LOOPBACK_NAMES
     # embed the invisible watermark (the PNG text chunks are always written)
     watermark: bool = True
+    # Content Credentials: every PNG carries a signed C2PA manifest. The certificate chain
+    # and key (PEM files; None: $OPENIMAGEN_C2PA_CERT / $OPENIMAGEN_C2PA_KEY, else the local
+    # development certificate), an optional RFC 3161 timestamp authority (None:
+    # $OPENIMAGEN_C2PA_TSA_URL, else none), and whether the prompt goes into the manifest
+    c2pa_cert: str | None = None
+    c2pa_key: str | None = None
+    c2pa_tsa_url: str | None = None
+    c2pa_include_prompt: bool = False
 
     def validate(self) -> None:
         for name in (

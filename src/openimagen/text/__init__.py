@@ -15,6 +15,7 @@ from openimagen.text.cache import (
 from openimagen.text.encoder import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_TEXT_ENCODER,
+    TEXT_CONDITIONINGS,
     TextEncoder,
     check_prompt,
     check_texts,
@@ -24,6 +25,7 @@ from openimagen.text.huggingface import TEXT_ENCODER_ALIASES, HFTextEncoder, loa
 __all__ = [
     "DEFAULT_MAX_LENGTH",
     "DEFAULT_TEXT_ENCODER",
+    "TEXT_CONDITIONINGS",
     "TEXT_ENCODER_ALIASES",
     "HFTextEncoder",
     "TextEmbeddingCache",

@@ -25,6 +25,15 @@ DEFAULT_TEXT_ENCODER = "minilm"
 #: Tokens kept per prompt when no ``max_length`` is given; longer prompts are truncated.
 DEFAULT_MAX_LENGTH = 128
 
+#: How the prompt reaches the U-Nets (cascade.json's ``text_conditioning``). "masked"
+#: (openimagen): tokens padded to the longest prompt of the batch, padding masked out and
+#: zeroed; the unconditional branch of guidance is the same text with every token masked.
+#: "deepfloyd-if", as DeepFloyd IF's pipelines do it: the prompt lower-cased and stripped,
+#: padded to ``max_length`` (77) with T5's outputs kept at the pad positions and a mask that
+#: is all True (the U-Net attends to every position); the unconditional branch is the
+#: encoding of the empty prompt.
+TEXT_CONDITIONINGS: tuple[str, ...] = ("masked", "deepfloyd-if")
+
 
 @runtime_checkable
 class TextEncoder(Protocol):
@@ -117,6 +126,7 @@ def _check_unicode(text: str, name: str) -> None:
 __all__ = [
     "DEFAULT_MAX_LENGTH",
     "DEFAULT_TEXT_ENCODER",
+    "TEXT_CONDITIONINGS",
     "TextEncoder",
     "check_prompt",
     "check_texts",

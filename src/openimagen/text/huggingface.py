@@ -26,6 +26,7 @@ from openimagen.text.cache.identity import encoder_cache_id
 from openimagen.text.encoder import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_TEXT_ENCODER,
+    TEXT_CONDITIONINGS,
     TextEncoder,
     check_texts,
 )
@@ -54,7 +55,12 @@ _FIX = (
     "files, weights), or a Hugging Face hub id on a machine that can reach the hub."
 )
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,  # reference checks in double precision (tests)
+}
 
 
 class HFTextEncoder:
@@ -67,10 +73,15 @@ class HFTextEncoder:
         max_length: tokens kept per prompt, special tokens included; longer prompts are
             truncated with a logged warning.
         device: where the model runs (default: CUDA if present, else CPU).
-        dtype: compute dtype (float32, bfloat16 or float16; default float32). Outputs are
-            always float32. Note that T5 is known to overflow in float16; prefer bfloat16.
+        dtype: compute dtype (float32, bfloat16, float16 or float64; default float32).
+            Outputs are float32 (float64 for a float64 model, for double-precision reference
+            checks). Note that T5 is known to overflow in float16; prefer bfloat16.
         local_files_only: never download. Default: True for local directories and aliases,
             False for hub ids (``HF_HUB_OFFLINE=1`` still forbids downloads).
+        conditioning: "masked" (openimagen's) or "deepfloyd-if": prompts lower-cased and
+            stripped, every batch padded to ``max_length`` and T5's outputs kept at the pad
+            positions, with a mask that is all True, because IF's U-Nets attend to every
+            position (its pipelines pass no mask; ``openimagen.text.TEXT_CONDITIONINGS``).
 
     Empty prompts are encodable: the mask then covers only the tokenizer's special tokens
     (T5: ``</s>``; BERT/MiniLM: ``[CLS] [SEP]``). The cascade's unconditional branch does
@@ -85,7 +96,13 @@ class HFTextEncoder:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         local_files_only: bool | None = None,
+        conditioning: str = "masked",
     ):
+        if conditioning not in TEXT_CONDITIONINGS:
+            raise InvalidArgumentError(
+                "conditioning", conditioning, "one of " + ", ".join(map(repr, TEXT_CONDITIONINGS))
+            )
+        self.conditioning = conditioning
         if not isinstance(name_or_path, (str, os.PathLike)):
             raise InvalidTypeError("text_encoder", name_or_path, "a string or path")
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
@@ -145,6 +162,8 @@ class HFTextEncoder:
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.dim = int(config.hidden_size)
         self.cache_id = encoder_cache_id(config, self.max_length, self.dtype, directory, source)
+        if conditioning != "masked":  # other embeddings for the same prompt: another cache key
+            self.cache_id += f"-{conditioning}"
 
     def __repr__(self) -> str:
         return (
@@ -160,9 +179,12 @@ class HFTextEncoder:
         plain (cloned) tensors, so a model being trained may take them as inputs.
         """
         texts = check_texts(texts)
+        if_style = self.conditioning == "deepfloyd-if"
+        if if_style:  # DeepFloyd IF's _text_preprocessing without caption cleaning
+            texts = [text.lower().strip() for text in texts]
         batch = self.tokenizer(
             texts,
-            padding="longest",
+            padding="max_length" if if_style else "longest",
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
@@ -177,7 +199,12 @@ class HFTextEncoder:
             return empty, torch.zeros(len(texts), 1, dtype=torch.bool, device=self.device)
         with torch.inference_mode():
             hidden = self.model(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
-            hidden = hidden.float().masked_fill(~mask[..., None], 0.0)  # [B, L, D]
+            out_dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
+            hidden = hidden.to(out_dtype)  # [B, L, D]
+            if if_style:  # every position is read by the U-Net, pad positions included
+                mask = torch.ones_like(mask)  # [B, L]
+            else:
+                hidden = hidden.masked_fill(~mask[..., None], 0.0)  # [B, L, D]
         # Cloning outside inference mode turns inference tensors into ordinary ones.
         return hidden.clone(), mask.clone()
 
@@ -219,6 +246,8 @@ def load_text_encoder(
     *,
     max_length: int | None = None,
     device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    conditioning: str = "masked",
 ) -> TextEncoder:
     """Load a frozen text encoder by alias ("minilm"), local directory or Hugging Face hub id.
 
@@ -229,7 +258,9 @@ def load_text_encoder(
     """
     if max_length is None:
         max_length = DEFAULT_MAX_LENGTH
-    return HFTextEncoder(name_or_path, max_length=max_length, device=device)
+    return HFTextEncoder(
+        name_or_path, max_length=max_length, device=device, dtype=dtype, conditioning=conditioning
+    )
 
 
 def resolve_text_encoder_source(name: str) -> tuple[str, Path | None]:

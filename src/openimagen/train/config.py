@@ -36,9 +36,15 @@ DEFAULT_SAMPLE_PROMPTS = (
 )
 
 
+#: ``stage.preset`` that takes the stage (U-Net, schedule) from ``train.init_from`` as it is:
+#: the way to fine-tune a stage whose network is not a preset's (an imported DeepFloyd IF stage)
+INIT_FROM_PRESET = "init_from"
+
+
 @dataclasses.dataclass(frozen=True)
 class StageSection(Config):
-    """The stage being trained: ``get_preset(preset, **unet)`` plus diffusion settings."""
+    """The stage being trained: ``get_preset(preset, **unet)`` plus diffusion settings, or
+    (``preset = "init_from"``) the stage of ``train.init_from`` as it is."""
 
     preset: str
     resolution: int
@@ -67,6 +73,9 @@ class TextSection(Config):
     cache_dir: str = ""
     # keep each caption's embedding in memory after its first encoding (captions repeat)
     memory_cache: bool = True
+    # how the prompt reaches the U-Net (openimagen.text.TEXT_CONDITIONINGS): "masked", or
+    # "deepfloyd-if" for an imported IF stage (the model directory's cascade.json says which)
+    conditioning: Literal["masked", "deepfloyd-if"] = "masked"
 
     def validate(self) -> None:
         if self.max_length < 1:
@@ -227,6 +236,11 @@ class TrainConfig(Config):
                 f"data.image_size={self.data.image_size} is smaller than "
                 f"stage.resolution={s.resolution}; use 0 or a size >= the resolution"
             )
+        if s.preset == INIT_FROM_PRESET and not self.train.init_from:
+            raise ConfigError(
+                f'stage.preset="{INIT_FROM_PRESET}" takes the stage from train.init_from, '
+                "which is empty; set train.init_from to a stage directory of a model directory"
+            )
         if s.lowres_resolution is not None and s.lowres_resolution >= s.resolution:
             raise ConfigError(
                 f"stage.lowres_resolution={s.lowres_resolution} must be smaller than "
@@ -254,6 +268,7 @@ def load_config(source: str | os.PathLike | TrainConfig | dict) -> TrainConfig:
 
 
 __all__ = [
+    "INIT_FROM_PRESET",
     "DataSection",
     "LogSection",
     "OptimSection",

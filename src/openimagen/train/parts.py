@@ -14,19 +14,28 @@ from typing import Any
 
 import torch
 
-from openimagen.cascade import StageConfig
+from openimagen.cascade import (
+    AnyStageConfig,
+    DiffusersStageConfig,
+    Stage,
+    StageConfig,
+    load_stage_weights,
+)
 from openimagen.errors import ConfigError, OpenImagenError
-from openimagen.train.config import TrainConfig
+from openimagen.train.config import INIT_FROM_PRESET, TrainConfig
 from openimagen.train.ema import make_ema
 
 logger = logging.getLogger(__name__)
 
 
-def build_stage_config(config: TrainConfig) -> StageConfig:
-    """The stage's config.json: ``get_preset(stage.preset)`` plus ``stage.unet`` overrides."""
+def build_stage_config(config: TrainConfig) -> AnyStageConfig:
+    """The stage's config.json: ``get_preset(stage.preset)`` plus ``stage.unet`` overrides, or
+    (``stage.preset = "init_from"``) the config of the stage ``train.init_from`` names."""
     from openimagen.models import UNetConfig, get_preset
 
     s = config.stage
+    if s.preset == INIT_FROM_PRESET:
+        return _init_from_stage_config(config)
     try:
         preset = get_preset(s.preset)
     except (ValueError, KeyError) as exc:
@@ -58,6 +67,36 @@ def build_stage_config(config: TrainConfig) -> StageConfig:
         raise ConfigError(f"stage: {exc}") from exc
 
 
+def _init_from_stage_config(config: TrainConfig) -> AnyStageConfig:
+    """The stage config of ``train.init_from``; [stage]'s sizes must be that stage's."""
+    from openimagen.cascade import CASCADE_FILE, read_cascade_config, read_stage_config
+
+    stage_dir = config.resolve_path(config.train.init_from)
+    where = f"train.init_from={str(stage_dir)!r}"
+    try:
+        saved = read_stage_config(stage_dir)
+    except OpenImagenError as exc:
+        raise ConfigError(f"{where}: not a stage directory of a model directory: {exc}") from exc
+    s = config.stage
+    if (s.resolution, s.lowres_resolution) != (saved.resolution, saved.lowres_resolution):
+        raise ConfigError(
+            f"stage.resolution={s.resolution}, stage.lowres_resolution={s.lowres_resolution}: "
+            f"the stage of {where} is {saved.resolution} (low-res "
+            f"{saved.lowres_resolution}); set [stage] to its sizes"
+        )
+    if s.unet:
+        raise ConfigError(f'stage.unet: no overrides with stage.preset="{INIT_FROM_PRESET}"')
+    if (stage_dir.parent / CASCADE_FILE).is_file():  # the stage's own model directory
+        wanted = read_cascade_config(stage_dir.parent).text_conditioning
+        if config.text.conditioning != wanted:
+            raise ConfigError(
+                f"text.conditioning={config.text.conditioning!r}: the model directory of "
+                f"{where} conditions its stages as {wanted!r}; set text.conditioning = "
+                f'"{wanted}"'
+            )
+    return saved
+
+
 def make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     o = config.optim
     if o.name == "adamw":
@@ -72,9 +111,12 @@ def make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     )
 
 
-def init_weights(model: torch.nn.Module, stage_config: StageConfig, stage_dir: Path) -> None:
-    """Load a model directory stage's weights into ``model`` (``train.init_from``)."""
-    from openimagen.cascade import load_stage_weights, read_stage_config
+def init_weights(
+    model: torch.nn.Module | None, stage_config: AnyStageConfig, stage_dir: Path
+) -> None:
+    """Load a model directory stage's weights into ``model`` (``train.init_from``); with
+    ``model`` None, only check that the stage fits ``stage_config``."""
+    from openimagen.cascade import read_stage_config
 
     where = f"train.init_from={str(stage_dir)!r}"
     try:
@@ -88,6 +130,8 @@ def init_weights(model: torch.nn.Module, stage_config: StageConfig, stage_dir: P
             f"{where}: its U-Net differs from [stage] (fields {diff or ['resolution']}); "
             "use the same preset and overrides as the stage it was exported from"
         )
+    if model is None:
+        return
     stage = load_stage_weights(saved, stage_dir)
     model.load_state_dict(stage.unet.state_dict())  # fp16 files load into float32 params
     logger.info("initialised the U-Net from %s", stage_dir)
@@ -125,15 +169,20 @@ class TrainParts:
     position: int = 0  # global sample position in the data
 
 
-def build_parts(config: TrainConfig, stage_config: StageConfig, *, fresh: bool) -> TrainParts:
+def build_parts(config: TrainConfig, stage_config: AnyStageConfig, *, fresh: bool) -> TrainParts:
     """The U-Net (seeded init, or ``train.init_from`` for a ``fresh`` run), EMA, optimizer and
     schedule, made in this order; a resumed run then restores them (``train.resume.restore``)."""
-    from openimagen.models import EfficientUNet
-
     torch.manual_seed(config.train.seed)
-    model = EfficientUNet(stage_config.unet)
-    if config.train.init_from and fresh:
-        init_weights(model, stage_config, config.resolve_path(config.train.init_from))
+    start = config.resolve_path(config.train.init_from) if config.train.init_from else None
+    if start is not None and fresh and isinstance(stage_config, DiffusersStageConfig):
+        # built on the meta device and given the file's tensors: a multi-billion-parameter
+        # imported stage is never initialised at random first
+        init_weights(None, stage_config, start)  # the same checks
+        model = load_stage_weights(stage_config, start).unet
+    else:
+        model = Stage(stage_config).unet  # an EfficientUNet, or diffusers' U-Net
+        if start is not None and fresh:
+            init_weights(model, stage_config, start)
     ema = make_ema(model, config.train.ema_decay, config.train.ema_warmup)
     optimizer = make_optimizer(config, model.parameters())
     return TrainParts(model, ema, optimizer, make_scheduler(config, optimizer))

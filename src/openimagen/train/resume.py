@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from openimagen.cascade import StageConfig
+from openimagen.cascade import AnyStageConfig, parse_stage_config
 from openimagen.errors import ConfigError, ModelDirectoryError
 from openimagen.train import checkpoint as ckpt
 from openimagen.train.config import TrainConfig
@@ -41,7 +41,7 @@ def resolve_resume(resume: str | Path | None, root: Path) -> Path | None:
 
 
 def restore(
-    path: Path, config: TrainConfig, stage_config: StageConfig, parts: TrainParts
+    path: Path, config: TrainConfig, stage_config: AnyStageConfig, parts: TrainParts
 ) -> tuple[int, int]:
     """Load checkpoint ``path`` into ``parts`` (and this process's RNG states): (step, position).
 
@@ -52,7 +52,7 @@ def restore(
     # compare parsed configs, so a checkpoint written before a field with a default was
     # added (e.g. unet.downsample_first) still resumes
     try:
-        saved_stage = StageConfig.from_dict(state.get("stage_config"))
+        saved_stage = parse_stage_config(state.get("stage_config"))
     except ConfigError:
         saved_stage = None
     if saved_stage != stage_config:
@@ -84,7 +84,11 @@ def restore(
 
 
 def save(
-    accelerator: Any, root: Path, config: TrainConfig, stage_config: StageConfig, parts: TrainParts
+    accelerator: Any,
+    root: Path,
+    config: TrainConfig,
+    stage_config: AnyStageConfig,
+    parts: TrainParts,
 ) -> Path | None:
     """Checkpoint ``parts`` (every process's RNG states gathered, the main one writes)."""
     step, position = parts.step, parts.position

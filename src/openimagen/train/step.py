@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from openimagen.cascade import SamplingConfig, Stage, StageConfig
+from openimagen.cascade import AnyStageConfig, SamplingConfig, Stage, StageConfig
 from openimagen.data.sources import downsample, item_index, prepare_image
 from openimagen.diffusion import (
     diffusion_loss,
-    get_schedule,
     prepare_lowres,
     q_sample,
     randn_per_sample,
@@ -47,7 +46,9 @@ class TextEmbedder:
         from openimagen.text import TextEmbeddingCache, load_text_encoder
 
         t = config.text
-        self.encoder = load_text_encoder(t.encoder, max_length=t.max_length, device=device)
+        self.encoder = load_text_encoder(
+            t.encoder, max_length=t.max_length, device=device, conditioning=t.conditioning
+        )
         self.disk = TextEmbeddingCache(config.resolve_path(t.cache_dir)) if t.cache_dir else None
         self.memory: dict[str, torch.Tensor] | None = {} if t.memory_cache else None
         self.device = device
@@ -141,34 +142,49 @@ def sample_generators(seed: int, first: int, count: int) -> list[torch.Generator
 # -- the loss of one micro-batch -------------------------------------------------------------------
 def micro_batch_loss(
     model: torch.nn.Module,
-    stage: StageConfig,
+    stage: AnyStageConfig,
     config: TrainConfig,
     images: torch.Tensor,
     text_embeds: torch.Tensor,
     text_mask: torch.Tensor,
     generators: list[torch.Generator],
+    null_text: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Per-sample diffusion losses [b] for clean ``images`` [b, 3, R, R] in [-1, 1].
 
     Draw order per sample generator: time t, caption-dropout coin, aug level, noise, aug noise.
+    A dropped caption has every token masked or, given ``null_text`` (the empty prompt's
+    embeddings [1, L, D] and mask [1, L]: DeepFloyd IF's unconditional input), becomes it.
+    The time grid, what the network is fed and the low-res input follow the stage's config
+    (continuous t, or a discrete-time stage's timesteps). A learned-variance head is not
+    trained: the loss reads the prediction channels only, as IF's fine-tuning recipes do.
     """
     device, b = images.device, images.shape[0]
-    schedule = get_schedule(stage.schedule)
+    schedule = stage.noise_schedule()
     u = torch.stack([torch.rand(3, generator=g) for g in generators]).to(device)  # [b, 3]
-    t = u[:, 0]  # [b], uniform diffusion time (continuous-time training, VDM sec. 3)
+    # [b]: uniform diffusion time (continuous-time training, VDM sec. 3), or a timestep
+    t = stage.training_time(u[:, 0])
     # classifier-free guidance (Ho & Salimans 2022): drop the caption of ~text_dropout
     keep = (u[:, 1] >= config.train.text_dropout).view(b, 1)  # [b, 1]
-    text_mask = text_mask & keep  # [b, L]
+    if null_text is None:
+        text_mask = text_mask & keep  # [b, L]
+    else:
+        null_embeds, null_mask = (v.to(device) for v in null_text)
+        text_embeds = torch.where(keep[..., None], text_embeds, null_embeds)  # [b, L, D]
+        text_mask = torch.where(keep, text_mask, null_mask)  # [b, L]
     noise = randn_per_sample(images.shape, generators, device=device, dtype=images.dtype)
-    logsnr = schedule(t)  # [b]
+    logsnr = schedule(t).to(images.dtype)  # [b]
     x_t = q_sample(images, logsnr, noise)  # [b, 3, R, R]
     lowres = aug = None
     if stage.unet.super_resolution:
         # noise conditioning augmentation (Imagen sec. 2.5): aug level ~ U[0, max_aug_level]
-        aug = u[:, 2] * config.train.max_aug_level  # [b]
+        aug = stage.training_time(u[:, 2] * config.train.max_aug_level, aug=True)  # [b]
         small = downsample(images, stage.lowres_resolution)  # [b, 3, r, r]
-        lowres = prepare_lowres(small, stage.resolution, aug, schedule, generators)
-    pred = model(x_t, t, text_embeds, text_mask, lowres=lowres, aug_level=aug)
+        lowres = prepare_lowres(small, stage.resolution, aug, stage.lowres_schedule(),
+                                generators, resize=stage.lowres_resize)  # fmt: skip
+        aug = stage.network_noise_level(aug)
+    pred = model(x_t, stage.network_time(t), text_embeds, text_mask, lowres=lowres, aug_level=aug)
+    pred = pred[:, : images.shape[1]]  # [b, 3, R, R]: without a learned-variance head
     return diffusion_loss(
         pred.float(),
         images.float(),
@@ -183,7 +199,9 @@ def micro_batch_loss(
 class SampleGrid:
     """Periodic sample grids from the EMA weights, fixed prompts and seeds."""
 
-    def __init__(self, config: TrainConfig, stage: StageConfig, source: Any, embed: Any, out: Path):
+    def __init__(
+        self, config: TrainConfig, stage: AnyStageConfig, source: Any, embed: Any, out: Path
+    ):
         self.config, self.stage, self.out = config, stage, out
         prompts = list(config.log.sample_prompts)
         self.lowres = None
@@ -202,6 +220,11 @@ class SampleGrid:
             self.lowres = downsample(hi, stage.lowres_resolution)  # [N, 3, r, r]
         self.prompts = prompts
         self.embeds = embed(prompts)
+        self.uncond = None  # DeepFloyd IF: the unconditional branch is the empty prompt
+        if config.text.conditioning == "deepfloyd-if":
+            null, null_mask = embed([""])  # [1, L, D], [1, L]
+            n = len(prompts)
+            self.uncond = (null.expand(n, -1, -1), null_mask.expand(n, -1))
 
     def __call__(self, step: int, unet: torch.nn.Module, metrics: MetricsLogger) -> Path:
         from openimagen.images import make_grid, save_png
@@ -217,7 +240,8 @@ class SampleGrid:
         stage = Stage(self.stage, unet)
         emb, mask = self.embeds
         lowres = self.lowres.to(emb.device) if self.lowres is not None else None
-        images = stage.sample(emb, mask, gens, sampling, lowres=lowres)  # [N, 3, R, R]
+        images = stage.sample(emb, mask, gens, sampling, lowres=lowres,
+                              uncond_text=self.uncond)  # [N, 3, R, R]  # fmt: skip
         grid = make_grid(images)
         path = save_png(
             grid, self.out / "samples" / f"step_{step:08d}.png", {"prompts": self.prompts}

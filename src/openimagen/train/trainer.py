@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from openimagen.cascade import StageConfig
+from openimagen.cascade import AnyStageConfig
 from openimagen.data.sources import open_source
 from openimagen.errors import ConfigError, OpenImagenError
 from openimagen.fileio import atomic_write_json
@@ -55,7 +55,7 @@ class TrainResult:
 
     output_dir: Path
     config: TrainConfig
-    stage_config: StageConfig
+    stage_config: AnyStageConfig
     step: int = 0
     losses: list[float] = dataclasses.field(default_factory=list)  # one per step of this run
     checkpoint: Path | None = None
@@ -223,7 +223,7 @@ def _optimizer_step(
     loader: Any,
     embed: TextEmbedder,
     config: TrainConfig,
-    stage_config: StageConfig,
+    stage_config: AnyStageConfig,
     micro: int,
 ) -> tuple[float, float | None, float]:
     """One optimizer step over ``grad_accum`` micro-batches: (mean loss, grad norm, lr)."""
@@ -234,11 +234,13 @@ def _optimizer_step(
         images, captions, first = _next_batch(loader)
         gens = sample_generators(config.train.seed, int(first), micro)
         emb, mask = embed(list(captions))
+        # DeepFloyd IF drops a caption by giving the empty prompt's encoding instead
+        null = embed([""]) if config.text.conditioning == "deepfloyd-if" else None
         sync = r == config.train.grad_accum - 1
         ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
         with ctx:
-            losses = micro_batch_loss(model, stage_config, config,
-                                      images.to(accelerator.device), emb, mask, gens)  # [micro]  # fmt: skip
+            losses = micro_batch_loss(model, stage_config, config, images.to(accelerator.device),
+                                      emb, mask, gens, null_text=null)  # [micro]  # fmt: skip
             # DDP averages the processes' gradients, so each process divides by its own
             # share (micro * grad_accum): the result is the gradient of the mean loss over
             # the global batch, whatever the number of processes
