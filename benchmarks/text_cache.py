@@ -17,7 +17,7 @@ under ``--workdir``, and reports:
   (training without encode-text first) -> captions per second;
 - peak RSS over the process's RSS after imports (``ru_maxrss``), files and bytes on disk.
 
-The previous version is ``git show main:src/openimagen/text/cache.py`` (``--old-ref``),
+The previous version is ``git show baf89a1:src/openimagen/text/cache.py`` (``--old-ref``),
 written to a temporary module and imported from there; it needs the captions as a list
 (the new ``fill_cache`` streams an iterator), which its peak memory includes.
 """
@@ -198,7 +198,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--old-n", type=int, nargs="*", default=[100_000])
-    parser.add_argument("--old-ref", default="main", help="git revision of the old cache.py")
+    parser.add_argument(
+        "--old-ref",
+        default="baf89a1",
+        help="git revision holding the old src/openimagen/text/cache.py",
+    )
     parser.add_argument("--workdir", default=tempfile.gettempdir())
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument(
