@@ -14,7 +14,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
@@ -87,13 +87,15 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
 
 
-def iter_jsonl(text: str, name: str) -> Iterator[tuple[str, Any]]:
+def iter_jsonl(text: str | Iterable[str], name: str) -> Iterator[tuple[str, Any]]:
     """``(where, value)`` for every non-blank line of the JSONL ``text`` read from ``name``.
 
-    ``where`` ("NAME line N") is for the caller's own errors about the value; a line that is
-    not JSON raises :class:`InvalidArgumentError` naming the line and the column.
+    ``text`` is the whole file or its lines (an open file: read as it goes). ``where``
+    ("NAME line N") is for the caller's own errors about the value; a line that is not JSON
+    raises :class:`InvalidArgumentError` naming the line and the column.
     """
-    for number, line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines() if isinstance(text, str) else text
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{name} line {number}"

@@ -222,3 +222,8 @@ def _fsync_directory(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def fsync_directory(directory: str | os.PathLike) -> None:
+    """fsync a directory, making a file created or renamed in it durable (where supported)."""
+    _fsync_directory(Path(directory))

@@ -84,13 +84,15 @@ def test_fill_cache_counts_new_prompts(minilm, tmp_path):
     cache = TextEmbeddingCache(tmp_path)
     spy = Spy(minilm)
     prompts = PROMPTS + [PROMPTS[0], "a purple hexagon"]
-    assert fill_cache(spy, prompts, cache, batch_size=2, progress=False) == 4
+    assert fill_cache(spy, prompts, cache, batch_size=2, shard_size=2, progress=False) == 4
     assert sorted(len(c) for c in spy.calls) == [2, 2]
     assert fill_cache(spy, prompts, cache, batch_size=2, progress=False) == 0
     assert len(spy.calls) == 2
     assert len(TextEmbeddingCache(tmp_path)) == 4
     shards = [f for f in all_files(tmp_path) if f.endswith(".safetensors")]
-    assert len(shards) == 2  # one shard per put batch
+    assert len(shards) == 2  # one shard per shard_size prompts
+    journals = [f for f in all_files(tmp_path) if f.endswith(".log")]
+    assert len(journals) == 1  # one journal per writer, one record per shard
 
 
 def test_no_temporary_files_remain(minilm, tmp_path):
@@ -100,7 +102,7 @@ def test_no_temporary_files_remain(minilm, tmp_path):
     with pytest.raises(ShapeError):
         cache.put(minilm.cache_id, PROMPTS, embeddings, mask[:, :2])
     files = all_files(tmp_path)
-    assert len(files) == 2
+    assert len(files) == 3  # format.json, one shard, its writer's journal
     assert all(not f.split("/")[-1].startswith(".") and not f.endswith(".tmp") for f in files)
 
 
@@ -132,8 +134,8 @@ def test_shard_damaged_after_it_was_indexed(minilm, tmp_path, caplog):
 
 def test_damaged_index_is_skipped_with_a_warning(minilm, tmp_path, caplog):
     fill_cache(minilm, PROMPTS, TextEmbeddingCache(tmp_path), progress=False)
-    (index,) = tmp_path.rglob("*.json")
-    index.write_text('{"format": "openimagen-text-cache", "entr')
+    (index,) = tmp_path.rglob("*.log")
+    index.write_bytes(b"garbage!" + index.read_bytes())
     with caplog.at_level(logging.WARNING, logger="openimagen.text"):
         cache = TextEmbeddingCache(tmp_path)
     assert any(str(index) in r.getMessage() for r in caplog.records)

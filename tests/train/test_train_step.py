@@ -89,3 +89,24 @@ def test_a_samples_loss_does_not_depend_on_its_batch():
         torch.rand(4, generator=other_seed[0]),
         torch.rand(4, generator=per_sample_generator(0, 0, 0)),
     )
+
+
+def test_text_embedder_stores_a_batchs_new_captions_as_one_shard(tmp_path, monkeypatch):
+    import openimagen.text
+    from cache_testutil import FakeEncoder, expected_row
+    from openimagen.train.step import TextEmbedder
+
+    encoders = [FakeEncoder(), FakeEncoder()]
+    monkeypatch.setattr(openimagen.text, "load_text_encoder", lambda *a, **k: encoders.pop(0))
+    config = load_config(make_config(text={"cache_dir": str(tmp_path / "cache")}))
+    first_encoder, second_encoder = encoders
+    captions = ["a red circle", "two blue squares", "a red circle", "one green star"]
+    emb, mask = TextEmbedder(config, torch.device("cpu"))(captions)
+    # each new caption encoded on its own (its embedding cannot depend on its batch) ...
+    assert first_encoder.calls == [["a red circle"], ["two blue squares"], ["one green star"]]
+    for i, caption in enumerate(captions):
+        assert torch.equal(emb[i][mask[i]], expected_row(caption))
+    # ... and the batch's new captions stored together: one shard, which a new run hits
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 1
+    again, again_mask = TextEmbedder(config, torch.device("cpu"))(captions)
+    assert second_encoder.calls == [] and torch.equal(again, emb)

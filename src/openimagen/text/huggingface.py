@@ -22,7 +22,7 @@ import torch
 
 from openimagen.device import resolve_device
 from openimagen.errors import InvalidArgumentError, InvalidTypeError, ModelDirectoryError
-from openimagen.text.cache import encoder_cache_id
+from openimagen.text.cache.identity import encoder_cache_id
 from openimagen.text.encoder import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_TEXT_ENCODER,

@@ -38,7 +38,8 @@ class TextEmbedder:
     """Captions -> (embeddings [B, L, D], mask [B, L]) through the caches.
 
     The in-memory cache encodes each new caption on its own, so a caption's embedding never
-    depends on which other captions shared its batch (exact resume needs that).
+    depends on which other captions shared its batch (exact resume needs that); a batch's
+    new captions go to the disk cache as one shard.
     """
 
     def __init__(self, config: TrainConfig, device: torch.device):
@@ -59,13 +60,15 @@ class TextEmbedder:
         if self.memory is None:
             emb, mask = encode_with_cache(self.encoder, captions, self.disk)
             return emb.to(self.device), mask.to(self.device)
-        for caption in dict.fromkeys(captions):
-            if caption not in self.memory:
-                emb, mask = encode_with_cache(self.encoder, [caption], self.disk)  # [1, L, D]
-                self.memory[caption] = emb[0][mask[0]].float().cpu()  # [L_i, D]
-                if len(self.memory) > 200_000:
-                    self.memory.pop(next(iter(self.memory)))
-        rows = [self.memory[c] for c in captions]
+        new = [c for c in dict.fromkeys(captions) if c not in self.memory]
+        fresh: dict[str, torch.Tensor] = {}
+        if new:  # each encoded on its own, all stored in the disk cache as one shard
+            emb, mask = encode_with_cache(self.encoder, new, self.disk, one_by_one=True)
+            fresh = {c: emb[i][mask[i]].float().cpu() for i, c in enumerate(new)}  # [L_i, D]
+        rows = [fresh[c] if c in fresh else self.memory[c] for c in captions]
+        self.memory.update(fresh)
+        while len(self.memory) > 200_000:  # evict the oldest; this batch's rows are taken
+            self.memory.pop(next(iter(self.memory)))
         return pad(rows, dim=self.encoder.dim, device=self.device)
 
 
