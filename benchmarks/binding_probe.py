@@ -29,15 +29,17 @@ Nothing is downloaded.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
-from colour_probe import fit_probe  # benchmarks/ is the script directory, so on sys.path
+from colour_probe import (  # benchmarks/ is the script directory, so on sys.path
+    encoder_arms,
+    fit_probe,
+    probe_args,
+)
 
 ORDERS = (
     "{det1} {c1} {s1} and {det2} {c2} {s2}",
@@ -107,31 +109,16 @@ def probe_binding(model, tokenizer, items, test_keys) -> list[dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
     from openimagen.data.shapes import OBJECT_COLORS, SHAPES, TRAIN_LANGUAGE
-    from openimagen.text.huggingface import resolve_text_encoder_source
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="random-init seeds")
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-
+    args = probe_args(argv, __doc__.splitlines()[0])
     colours, shapes = list(OBJECT_COLORS), list(SHAPES)
     rng = np.random.default_rng(0)
     items = captions(TRAIN_LANGUAGE.words, colours, shapes, rng)
     keys = sorted({key for _, _, key in items})
     test_keys = {keys[i] for i in rng.permutation(len(keys))[: int(0.3 * len(keys))]}
-    _, source = resolve_text_encoder_source("minilm")
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-    pretrained = AutoModel.from_pretrained(source, local_files_only=True).eval()
-    results = {"pretrained": probe_binding(pretrained, tokenizer, items, test_keys)}
-    config = AutoConfig.from_pretrained(source, local_files_only=True)
-    for seed in args.seeds:
-        torch.manual_seed(seed)
-        random_model = AutoModel.from_config(config).eval()
-        results[f"random-seed{seed}"] = probe_binding(random_model, tokenizer, items, test_keys)
+    tokenizer, arms = encoder_arms(args.seeds)
+    results = {name: probe_binding(model, tokenizer, items, test_keys) for name, model in arms}
     n_test = 2 * sum(key in test_keys for _, _, key in items)
     print(f"{len(items)} captions, {n_test} test shape words (combinations unseen by the probe); "
           "own = the object's colour, other = the other object's colour")  # fmt: skip

@@ -84,31 +84,46 @@ def probe_accuracy(model, tokenizer, train_words, test_words) -> list[float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    from openimagen.data.shapes import OBJECT_COLORS, PARAPHRASE_LANGUAGE, TRAIN_LANGUAGE
-    from openimagen.text.huggingface import resolve_text_encoder_source
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def probe_args(argv: list[str] | None, description: str) -> argparse.Namespace:
+    """The options every probe here takes (``--seeds``, ``--out``); one torch thread."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="random-init seeds")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    return args
 
-    train_words = {c: list(TRAIN_LANGUAGE.words[c]) for c in OBJECT_COLORS}
-    test_words = {c: list(PARAPHRASE_LANGUAGE.words[c]) for c in OBJECT_COLORS}
+
+def encoder_arms(seeds: list[int]):
+    """The bundled MiniLM's tokenizer and its arms: ``"pretrained"``, then one randomly
+    initialised model of the same config per seed (``"random-seed{N}"``), one at a time."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from openimagen.text.huggingface import resolve_text_encoder_source
+
     _, source = resolve_text_encoder_source("minilm")
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-    pretrained = AutoModel.from_pretrained(source, local_files_only=True).eval()
-    results = {"pretrained": probe_accuracy(pretrained, tokenizer, train_words, test_words)}
-    config = AutoConfig.from_pretrained(source, local_files_only=True)
-    for seed in args.seeds:
-        torch.manual_seed(seed)
-        random_model = AutoModel.from_config(config).eval()
-        results[f"random-seed{seed}"] = probe_accuracy(
-            random_model, tokenizer, train_words, test_words
-        )
+
+    def arms():
+        yield "pretrained", AutoModel.from_pretrained(source, local_files_only=True).eval()
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+        for seed in seeds:
+            torch.manual_seed(seed)
+            yield f"random-seed{seed}", AutoModel.from_config(config).eval()
+
+    return tokenizer, arms()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from openimagen.data.shapes import OBJECT_COLORS, PARAPHRASE_LANGUAGE, TRAIN_LANGUAGE
+
+    args = probe_args(argv, __doc__.splitlines()[0])
+    train_words = {c: list(TRAIN_LANGUAGE.words[c]) for c in OBJECT_COLORS}
+    test_words = {c: list(PARAPHRASE_LANGUAGE.words[c]) for c in OBJECT_COLORS}
+    tokenizer, arms = encoder_arms(args.seeds)
+    results = {
+        name: probe_accuracy(model, tokenizer, train_words, test_words) for name, model in arms
+    }
     n_test = sum(len(v) for v in test_words.values()) * len(CONTEXTS)
     print(
         f"unseen colour words: {sum(len(v) for v in test_words.values())} x {len(CONTEXTS)} "
