@@ -131,8 +131,10 @@ def test_foreign_checkpoints_and_reused_output_directories_are_refused(reference
     (foreign / "state.json").write_text(json.dumps({"format": "some-other-trainer"}))
     with pytest.raises(ModelDirectoryError, match="not an openimagen training checkpoint"):
         run_training(make_config(), tmp_path / "a", resume=foreign)
-    with pytest.raises(ModelDirectoryError, match="state.json is missing"):
+    with pytest.raises(ModelDirectoryError, match="has no state.json"):
         run_training(make_config(), tmp_path / "b", resume=tmp_path)
+    with pytest.raises(ModelDirectoryError, match="step_00000009 does not exist"):
+        run_training(make_config(), tmp_path / "c", resume=tmp_path / "step_00000009")
 
     checkpoint = list_checkpoints(ref_out / "checkpoints")[-1]
     before = _digest(checkpoint)

@@ -218,9 +218,10 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, tor
     path = Path(path)
     state_path = path / STATE_FILE
     if not state_path.is_file():
+        what = "does not exist" if not path.exists() else f"has no {STATE_FILE}"
         raise ModelDirectoryError(
-            f"{path} is not an openimagen training checkpoint ({STATE_FILE} is missing); "
-            "point --resume at a step_N directory under OUTPUT/checkpoints, or use 'auto'"
+            f"{path} {what}: expected a training checkpoint, a step_N directory under a run's "
+            "checkpoints/ (train --resume auto picks the newest)"
         )
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
