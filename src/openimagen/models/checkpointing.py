@@ -10,8 +10,9 @@ It costs one more forward pass of every checkpointed block per step.
   (its res blocks and attention, :class:`CheckpointedModule`), and only while the module is
   in training mode and gradients are enabled, so sampling and the EMA copy never pay for it;
 - diffusers' ``UNet2DConditionModel`` (:class:`~openimagen.models.DiffusersUNet`) uses its own
-  ``enable_gradient_checkpointing()`` (each down / mid / up block; diffusers checkpoints
-  whenever gradients are enabled, also non-reentrant).
+  ``enable_gradient_checkpointing()``: each res block (and transformer block) of its down /
+  mid / up blocks, non-reentrant too, whenever gradients are enabled; IF's SimpleCrossAttn
+  blocks do not recompute their attention, nor the res blocks that down- or upsample.
 
 It is a training option (``train.activation_checkpointing``), not part of a model's config.
 """
