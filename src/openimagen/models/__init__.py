@@ -1,6 +1,7 @@
 """Imagen's Efficient U-Net (base and super-resolution) and its named presets; diffusers'
 UNet2DConditionModel (DeepFloyd IF's weights) behind the same forward signature."""
 
+from openimagen.models.checkpointing import set_activation_checkpointing
 from openimagen.models.diffusers_unet import (
     DIFFUSERS_UNET_CLASS,
     DiffusersUNet,
@@ -30,4 +31,5 @@ __all__ = [
     "describe_preset",
     "get_preset",
     "list_presets",
+    "set_activation_checkpointing",
 ]

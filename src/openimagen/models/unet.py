@@ -24,6 +24,7 @@ from torch import nn
 
 from openimagen.config import Config
 from openimagen.errors import ConfigError, InvalidArgumentError, InvalidTypeError, ShapeError
+from openimagen.models.checkpointing import CheckpointedModule
 from openimagen.models.layers import (
     CrossAttention,
     Downsample,
@@ -136,8 +137,11 @@ class UNetConfig(Config):
                 )
 
 
-class _Level(nn.Module):
-    """One resolution level: [resample] -> res blocks -> [self-attn] [cross-attn] -> [resample]."""
+class _Level(CheckpointedModule):
+    """One resolution level: [resample] -> res blocks -> [self-attn] [cross-attn] -> [resample].
+
+    With activation checkpointing on (``models.checkpointing``) its forward keeps only its
+    inputs and is recomputed in backward."""
 
     def __init__(
         self,
@@ -173,6 +177,9 @@ class _Level(nn.Module):
         skip: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Everything but ``after`` (the caller taps the down path's skip before it)."""
+        return self.run_checkpointed(self._body, h, films, context, attn_mask, skip)
+
+    def _body(self, h, films, context, attn_mask, skip):
         if self.before is not None:
             h = self.before(h)
         if skip is not None:

@@ -165,6 +165,10 @@ class TrainSection(Config):
     # (config.json + model.safetensors, e.g. a bundled stage), for fine-tuning; "" = random
     # init. Relative paths are taken from the config file's directory. Ignored on resume.
     init_from: str = ""
+    # recompute each U-Net level's activations in backward instead of keeping them (less
+    # memory, ~1 more forward pass per step); results are unchanged, and it is not part of
+    # the stage's config, so a run may be resumed with it on or off
+    activation_checkpointing: bool = False
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_last"):

@@ -184,6 +184,10 @@ def build_parts(config: TrainConfig, stage_config: AnyStageConfig, *, fresh: boo
         if start is not None and fresh:
             init_weights(model, stage_config, start)
     ema = make_ema(model, config.train.ema_decay, config.train.ema_warmup)
+    if config.train.activation_checkpointing:  # after the EMA copy, which never trains
+        from openimagen.models import set_activation_checkpointing
+
+        set_activation_checkpointing(model, True)
     optimizer = make_optimizer(config, model.parameters())
     return TrainParts(model, ema, optimizer, make_scheduler(config, optimizer))
 

@@ -141,8 +141,11 @@ def _run_steps(
     batches = MicroBatches(config, stage_config, source, start=parts.position,
                            steps=max(0, last - parts.step), micro=micro,
                            rank=accelerator.process_index, world=accelerator.num_processes)  # fmt: skip
+    # its own generator: making the iterator draws a seed (for worker seeding) that must
+    # not come from the global RNG, or a resumed run's dropout would be one draw ahead
     loader = iter(torch.utils.data.DataLoader(
-        batches, batch_size=None, shuffle=False, num_workers=config.data.num_workers
+        batches, batch_size=None, shuffle=False, num_workers=config.data.num_workers,
+        generator=torch.Generator().manual_seed(config.train.seed),
     ))  # fmt: skip
     started, images_done = time.perf_counter(), 0
     try:

@@ -1,0 +1,147 @@
+"""Peak memory and time of one U-Net training step, with and without activation checkpointing.
+
+    OMP_NUM_THREADS=1 python benchmarks/activation_memory.py            # the table
+    OMP_NUM_THREADS=1 python benchmarks/activation_memory.py --precision bf16
+
+Each arm (a U-Net size, checkpointing off or on) runs in a fresh subprocess that holds what
+the trainer holds: the fp32 U-Net, its EMA copy (``openimagen.train.ema.make_ema``), fused AdamW
+with its two moments, and fp32 gradients, all allocated before the step is measured (the
+gradients as zeros that backward accumulates into; the moments by one AdamW step on zero
+gradients, which leaves the weights unchanged). Then, on random inputs of the stage's shape
+(MiniLM-width text of 20 tokens):
+
+- ``held``: bytes per parameter of the tensors the trainer keeps between steps (weights,
+  gradients, AdamW moments, EMA weights and buffers), counted from the tensors themselves;
+- ``static``: the process's resident set (VmRSS) just before the step (with torch itself);
+- ``step peak``: the growth of the peak resident set (VmHWM, reset by writing 5 to
+  /proc/self/clear_refs) over one forward + backward: the activations and temporaries;
+- ``time``: the median wall time of 3 more whole steps (forward, backward, AdamW, EMA).
+
+glibc's malloc is run with a fixed mmap threshold (``MALLOC_MMAP_THRESHOLD_=131072``): every
+tensor larger than 128 KiB is its own mapping, returned to the system when freed, so the
+resident set follows what torch holds rather than what the allocator caches. Linux only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from openimagen.models import EfficientUNet, get_preset, set_activation_checkpointing
+from openimagen.train.ema import make_ema
+
+TEXT_TOKENS, TEXT_DIM = 20, 384
+
+
+def sizes() -> dict[str, tuple[object, int]]:
+    """name -> (UNetConfig, batch)."""
+    base = get_preset("shapes-base-32")
+    bundled = dataclasses.replace(base, base_channels=32, channel_mults=(1, 2, 2),
+                                  num_res_blocks=(1, 2, 2))  # fmt: skip
+    return {
+        "bundled-base-32 (width 32)": (bundled, 32),
+        "shapes-base-32 (width 64)": (base, 32),
+        "shapes-sr-32-128 (128x128)": (get_preset("shapes-sr-32-128"), 8),
+    }
+
+
+def kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def arm(name: str, checkpointing: bool, precision: str) -> dict:
+    """One measurement, in this (fresh) process."""
+    config, batch = sizes()[name]
+    torch.manual_seed(0)
+    net = EfficientUNet(config).train()
+    ema = make_ema(net, 0.9999, 10)
+    if checkpointing:
+        set_activation_checkpointing(net, True)
+    params = list(net.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step()  # allocates the moments; zero gradients leave the weights as they are
+    g = torch.Generator().manual_seed(1)
+    r = config.image_size
+    x, t = torch.randn(batch, 3, r, r, generator=g), torch.rand(batch, generator=g)
+    emb = torch.randn(batch, TEXT_TOKENS, TEXT_DIM, generator=g)  # [B, L, D]
+    mask = torch.ones(batch, TEXT_TOKENS, dtype=torch.bool)
+    extra = {}
+    if config.super_resolution:
+        extra = {"lowres": torch.randn(batch, 3, r, r, generator=g), "aug_level": t / 2}
+
+    def forward_backward() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = net(x, t, emb, mask, **extra)  # [B, 3, R, R]
+        out.float().square().mean().backward()
+
+    kept = [*params, *(p.grad for p in params), *ema.parameters(), *ema.buffers()]
+    kept += [v for state in opt.state.values() for v in state.values() if v.dim() > 0]
+    held = sum(v.numel() * v.element_size() for v in kept) / sum(p.numel() for p in params)
+    static = kib("VmRSS")
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+        f.write("5")  # resets VmHWM to the current resident set
+    started = time.perf_counter()
+    forward_backward()
+    first = time.perf_counter() - started
+    peak = kib("VmHWM") - static
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        forward_backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+        ema.update_parameters(net)
+        times.append(time.perf_counter() - started)
+    return {"params": sum(p.numel() for p in params), "batch": batch, "held": held,
+            "static_kib": static,
+            "peak_kib": peak, "first_s": first, "step_s": statistics.median(times)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="fp32, or bf16 autocast (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm and print it
+    parser.add_argument("--checkpointing", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.arm:
+        print(json.dumps(arm(args.arm, bool(args.checkpointing), args.precision)))
+        return
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", OMP_NUM_THREADS=str(args.threads))
+    print(f"{args.precision}, {args.threads} thread(s), torch {torch.__version__}")
+    print("| U-Net | parameters | batch | held B/param | static RSS | step peak, off | "
+          "step peak, on | saved | step time, off | step time, on |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in sizes():
+        rows = []
+        for on in (0, 1):
+            cmd = [sys.executable, __file__, "--arm", name, "--checkpointing", str(on),
+                   "--precision", args.precision, "--threads", str(args.threads)]  # fmt: skip
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        off, on_ = rows
+        mib = 1024.0
+        print(f"| {name} | {off['params'] / 1e6:.2f}M | {off['batch']} | {off['held']:.1f} | "
+              f"{off['static_kib'] / mib:.0f} MiB | {off['peak_kib'] / mib:.0f} MiB | "
+              f"{on_['peak_kib'] / mib:.0f} MiB | {1 - on_['peak_kib'] / off['peak_kib']:.0%} | "
+              f"{off['step_s']:.2f} s | {on_['step_s']:.2f} s |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
