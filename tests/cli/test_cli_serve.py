@@ -7,6 +7,7 @@ import pytest
 from cli_testutil import call as run
 from cli_testutil import parse
 from openimagen.errors import ConfigError, InvalidArgumentError, ModelDirectoryError
+from openimagen.serve.server import run_server as _real_run_server
 
 
 def test_serve_options_and_defaults():
@@ -30,6 +31,36 @@ def test_serve_c2pa_options_reach_the_settings(monkeypatch):
     assert settings.c2pa_include_prompt and settings.c2pa_tsa_url == "http://tsa.example"
     run(["serve"])
     assert not seen["settings"].c2pa_include_prompt and seen["settings"].c2pa_cert is None
+
+
+def test_serve_memory_options_reach_the_model_loader(monkeypatch, tmp_path):
+    import torch
+
+    import openimagen
+    import openimagen.serve.server as server
+
+    seen = {}
+    monkeypatch.setattr(server, "run_server", lambda *a, **k: seen.update(k))
+    run(["serve", "--dtype", "bf16", "--offload", "--text-device", "cpu"])
+    assert seen["load_options"] == {"dtype": torch.bfloat16, "text_device": "cpu", "offload": True}
+    run(["serve"])
+    assert seen["load_options"] == {"dtype": None, "text_device": None, "offload": False}
+
+    # and run_server hands them to openimagen.load (stopped there, before any serving)
+    class Loaded(Exception):
+        pass
+
+    def fake_load(model_dir, **kwargs):
+        seen["load"] = kwargs
+        raise Loaded
+
+    monkeypatch.setattr(openimagen, "load", fake_load)
+    monkeypatch.setattr(server, "run_server", _real_run_server)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    with pytest.raises(Loaded):
+        run(["serve", "--dtype", "fp16", "--offload", "--device", "cpu"])
+    assert seen["load"] == {"device": "cpu", "dtype": torch.float16, "text_device": None,
+                            "offload": True}  # fmt: skip
 
 
 def test_serve_a_bad_certificate_fails_before_loading_the_model(tmp_path):

@@ -14,9 +14,11 @@ from openimagen.cli.options import (
     add_c2pa_options,
     add_command,
     add_device_option,
+    add_memory_options,
     add_model_option,
     add_server_options,
     count,
+    load_options,
 )
 from openimagen.serve.server import API_KEY_ENV, DEFAULT_PORT
 from openimagen.serve.settings import ServeSettings
@@ -45,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: no policy)",
     )  # fmt: skip
     add_device_option(parser)
+    add_memory_options(parser)
     parser.add_argument(
         "--api-key-env", metavar="NAME", default=API_KEY_ENV,
         help="environment variable holding the API key; unset or empty = no key required, "
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         args.host,
         args.port,
         api_key_env=args.api_key_env or None,
+        load_options=load_options(args),
         policy_file=args.policy,
         device=None if args.device == "auto" else args.device,
         settings=settings,

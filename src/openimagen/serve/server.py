@@ -80,6 +80,7 @@ def run_server(
     device: str | None = None,
     settings: ServeSettings | None = None,
     log_level: str = "info",
+    load_options: dict[str, Any] | None = None,
 ) -> None:
     """Load the model and serve it until interrupted (``openimagen serve``).
 
@@ -108,7 +109,8 @@ def run_server(
     name = read_cascade_config(model_dir).model_id or model_dir.name
     # before loading the model, so a bad certificate fails at once
     credentials = content_credentials(settings, name, model_version(model_dir))
-    cascade = openimagen.load(model_dir, device=device)
+    # dtype / text_device / offload, as for generate (a large model, docs/deepfloyd-if.md)
+    cascade = openimagen.load(model_dir, device=device, **(load_options or {}))
     app = create_app(cascade, settings, policy=policy, credentials=credentials)
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
 
