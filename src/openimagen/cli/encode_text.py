@@ -78,11 +78,6 @@ def count_prompts(path: Path) -> int | None:
         return None
 
 
-def read_prompts(path: Path) -> list[str]:
-    """All prompts of a .txt or .jsonl file (see :func:`iter_prompts`)."""
-    return list(iter_prompts(path))
-
-
 def run(args: argparse.Namespace) -> int:
     from openimagen.text import TextEmbeddingCache, fill_cache, load_text_encoder
     from openimagen.text.cache import migrate_v1
