@@ -169,3 +169,35 @@ def test_train_init_from_a_model_directory_stage_fine_tunes_its_weights(trained,
     )
     with pytest.raises(ConfigError, match=r"train.init_from=.*base_channels"):
         run_training(other, tmp_path / "other")
+
+
+def test_train_init_from_may_add_a_text_refiner_to_a_stage_trained_without_one(trained, tmp_path):
+    from openimagen.errors import ConfigError
+    from openimagen.train import load_ema_stage
+
+    base, _ = trained
+    stage_dir = export_stage(base.output_dir, tmp_path / "model") / f"stage0_base{LOW}"
+    exported = Cascade.load(stage_dir.parent, device="cpu").stages[0].unet.state_dict()
+    unet = {"image_size": LOW, "text_refiner_layers": 1}
+    config = make_config(
+        stage={"resolution": LOW, "unet": unet},
+        optim={"lr": 1e-12, "warmup_steps": 0},
+        train={"steps": 1, "checkpoint_every": 1, "init_from": str(stage_dir)},
+    )
+    tuned = load_ema_stage(run_training(config, tmp_path / "tuned").checkpoint)[0].unet
+    assert tuned.config.text_refiner_layers == 1
+    weights = tuned.state_dict()
+    for name, tensor in exported.items():  # every weight the stage had is carried over
+        assert torch.allclose(weights[name], tensor, atol=1e-6), name
+    # the refiner is new: its output projections start at zero (the identity), and one step
+    # of lr 1e-12 moves them by about that
+    assert weights["text_refiner.layers.0.linear2.weight"].abs().max() < 1e-9
+    # a refiner is only added, never dropped or resized: that is a different U-Net
+    refined_dir = export_stage(tmp_path / "tuned", tmp_path / "refined") / f"stage0_base{LOW}"
+    for layers in (0, 2):
+        other = make_config(
+            stage={"resolution": LOW, "unet": {"image_size": LOW, "text_refiner_layers": layers}},
+            train={"steps": 1, "init_from": str(refined_dir)},
+        )
+        with pytest.raises(ConfigError, match=r"train.init_from=.*text_refiner_layers"):
+            run_training(other, tmp_path / f"other{layers}")

@@ -57,7 +57,9 @@ class DiffusersUNetConfig(Config):
         c = self.diffusers_config
         for key in ("in_channels", "out_channels", "sample_size"):
             if isinstance(c.get(key), bool) or not isinstance(c.get(key), int) or c[key] < 1:
-                raise ConfigError(f"diffusers_config.{key}={c.get(key)!r}: expected an integer >= 1")
+                raise ConfigError(
+                    f"diffusers_config.{key}={c.get(key)!r}: expected an integer >= 1"
+                )
         if self.text_embed_dim < 1:
             raise ConfigError(
                 "diffusers_config: neither encoder_hid_dim nor cross_attention_dim is an integer"

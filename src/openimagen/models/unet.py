@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from openimagen.config import Config
-from openimagen.errors import ConfigError, InvalidArgumentError, InvalidTypeError, ShapeError
+from openimagen.errors import ConfigError, InvalidTypeError
 from openimagen.models.checkpointing import CheckpointedModule
 from openimagen.models.layers import (
     CrossAttention,
@@ -34,6 +34,8 @@ from openimagen.models.layers import (
     Upsample,
     group_norm,
 )
+from openimagen.models.text_refiner import TextRefiner
+from openimagen.models.unet_inputs import check_unet_inputs
 
 _SKIP_SCALE = 1.0 / math.sqrt(2.0)  # Imagen appendix B.1: skip connections scaled by 1/sqrt(2)
 
@@ -77,6 +79,9 @@ class UNetConfig(Config):
     # the input convolution, upsample right before the output one), as the paper's SR U-Nets
     # do (Fig. A.30). Cuts an SR step's FLOPs ~4x; input sizes must divide by 2**levels.
     downsample_first: bool = False
+    # trainable transformer layers over the projected text tokens before cross-attention
+    # (models/text_refiner.py); 0 is Imagen's plain projection
+    text_refiner_layers: int = 0
 
     @property
     def num_levels(self) -> int:
@@ -126,6 +131,13 @@ class UNetConfig(Config):
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout!r}: must be in [0, 1)")
+        if self.text_refiner_layers < 0 or (
+            self.text_refiner_layers and self.cond_dim % self.attention_head_dim
+        ):
+            raise ConfigError(
+                f"text_refiner_layers={self.text_refiner_layers!r}: must be >= 0, and "
+                f"attention_head_dim={self.attention_head_dim} must divide cond_dim={self.cond_dim}"
+            )
         if self.cond_dim % 2:
             raise ConfigError(f"cond_dim={self.cond_dim}: must be even (sinusoidal features)")
         for i, ch in enumerate(self.level_channels()):
@@ -213,6 +225,8 @@ class EfficientUNet(nn.Module):
         self.text_proj = nn.Linear(cfg.text_embed_dim, d)  # context for every cross-attention
         self.pool_proj = nn.Linear(cfg.text_embed_dim, d)  # pooled text -> conditioning vector
         self.null_pooled = nn.Parameter(torch.zeros(d))  # pooled embedding of an empty mask
+        layers, hd = cfg.text_refiner_layers, cfg.attention_head_dim
+        self.text_refiner = TextRefiner(d, layers, hd) if layers else None
 
         self.down = self._down_path()
         # middle, at the lowest resolution (ours: res block, attention as the last level, res block)
@@ -270,60 +284,6 @@ class EfficientUNet(nn.Module):
     def _levels(self) -> list[_Level]:
         return [*self.down, self.mid, *self.up]
 
-    # -- input checks ---------------------------------------------------------------------
-    def _check(self, x_t, t, text_embeds, text_mask, lowres, aug_level) -> None:
-        cfg = self.config
-        if not isinstance(x_t, torch.Tensor):
-            raise InvalidTypeError("x_t", x_t, "a torch.Tensor [B, C, H, W]")
-        step = cfg.size_multiple
-        if x_t.ndim != 4 or x_t.shape[1] != cfg.in_channels:
-            raise ShapeError("x_t", x_t.shape, f"[B, {cfg.in_channels}, H, W]")
-        b, _, h, w = x_t.shape
-        if h % step or w % step:
-            raise ShapeError("x_t", x_t.shape, f"H and W divisible by {step}")
-        if not isinstance(t, torch.Tensor) or t.shape != (b,):
-            raise ShapeError("t", tuple(getattr(t, "shape", ())), f"[{b}] (one time per sample)")
-        if text_embeds is not None:
-            if (
-                text_embeds.ndim != 3
-                or text_embeds.shape[0] != b
-                or (text_embeds.shape[2] != cfg.text_embed_dim)
-            ):
-                raise ShapeError(
-                    "text_embeds", text_embeds.shape, f"[{b}, L, {cfg.text_embed_dim}]"
-                )
-            if text_mask is not None and tuple(text_mask.shape) != tuple(text_embeds.shape[:2]):
-                raise ShapeError("text_mask", text_mask.shape, f"{list(text_embeds.shape[:2])}")
-        elif text_mask is not None and (text_mask.ndim != 2 or text_mask.shape[0] != b):
-            raise ShapeError("text_mask", text_mask.shape, f"[{b}, L]")
-        if text_mask is not None and text_mask.dtype != torch.bool:
-            raise InvalidArgumentError(
-                "text_mask.dtype", text_mask.dtype, "torch.bool", "pass mask.bool()"
-            )
-        if cfg.super_resolution:
-            if lowres is None or aug_level is None:
-                missing = "lowres" if lowres is None else "aug_level"
-                raise InvalidArgumentError(
-                    missing,
-                    None,
-                    "a tensor for a super-resolution U-Net",
-                    "pass lowres=[B, C, H, W] (the low-res image upsampled to x_t's size) and "
-                    "aug_level=[B] in [0, 1]",
-                )
-            if tuple(lowres.shape) != tuple(x_t.shape):
-                raise ShapeError("lowres", lowres.shape, f"{list(x_t.shape)} (same as x_t)")
-            if tuple(aug_level.shape) != (b,):
-                raise ShapeError("aug_level", aug_level.shape, f"[{b}]")
-        else:
-            for name, value in (("lowres", lowres), ("aug_level", aug_level)):
-                if value is not None:
-                    raise InvalidArgumentError(
-                        name,
-                        "a tensor",
-                        "None for a base (non super-resolution) U-Net",
-                        f"drop {name}, or use a config with super_resolution=True",
-                    )
-
     # -- forward ----------------------------------------------------------------------------
     def forward(
         self,
@@ -339,7 +299,7 @@ class EfficientUNet(nn.Module):
         ``text_mask`` False marks padding; an all-False mask or ``text_embeds=None`` is the
         unconditional model (classifier-free guidance).
         """
-        self._check(x_t, t, text_embeds, text_mask, lowres, aug_level)
+        check_unet_inputs(self.config, x_t, t, text_embeds, text_mask, lowres, aug_level)
         cfg = self.config
         b = x_t.shape[0]
         dtype = self.init_conv.weight.dtype
@@ -357,6 +317,8 @@ class EfficientUNet(nn.Module):
                 )
             text = self.text_norm(text_embeds.to(dtype))  # [B, L, D]
             context = self.text_proj(text)  # [B, L, d]
+            if self.text_refiner is not None:
+                context = self.text_refiner(context, text_mask)
             m = text_mask.to(text.dtype)[..., None]  # [B, L, 1]
             # masked mean; where() rather than multiply so masked NaN/inf cannot leak in
             summed = torch.where(text_mask[..., None], text, 0.0).sum(1)  # [B, D]

@@ -123,9 +123,11 @@ def init_weights(
         saved = read_stage_config(stage_dir)
     except OpenImagenError as exc:
         raise ConfigError(f"{where}: not a stage directory of a model directory: {exc}") from exc
-    if saved.unet != stage_config.unet or saved.resolution != stage_config.resolution:
-        diff = sorted(k for k, v in saved.unet.to_dict().items()
-                      if stage_config.unet.to_dict().get(k) != v)  # fmt: skip
+    diff = sorted(k for k, v in saved.unet.to_dict().items()
+                  if stage_config.unet.to_dict().get(k) != v)  # fmt: skip
+    # a text refiner may be added to a stage trained without one: it starts as the identity
+    adds_refiner = diff == ["text_refiner_layers"] and saved.unet.text_refiner_layers == 0
+    if (diff and not adds_refiner) or saved.resolution != stage_config.resolution:
         raise ConfigError(
             f"{where}: its U-Net differs from [stage] (fields {diff or ['resolution']}); "
             "use the same preset and overrides as the stage it was exported from"
@@ -133,7 +135,10 @@ def init_weights(
     if model is None:
         return
     stage = load_stage_weights(saved, stage_dir)
-    model.load_state_dict(stage.unet.state_dict())  # fp16 files load into float32 params
+    # fp16 files load into float32 params; only a new refiner's weights may be missing
+    missing, unexpected = model.load_state_dict(stage.unet.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("text_refiner.") for k in missing):
+        raise ConfigError(f"{where}: its weights do not fit the U-Net ({missing + unexpected})")
     logger.info("initialised the U-Net from %s", stage_dir)
 
 
