@@ -7,7 +7,7 @@ Sections (every key optional except ``[stage]``'s ``preset`` and ``resolution``)
     [data]    where the captioned images come from (shapes | folder | jsonl | webdataset)
     [optim]   AdamW or Adafactor, learning rate, warmup, gradient clipping
     [train]   steps, global batch size, accumulation, precision, CFG dropout, noise aug, EMA,
-              checkpointing
+              checkpointing, activation checkpointing, FSDP sharding
     [log]     metrics, progress bar, TensorBoard, sample grids
 
 Unknown keys, wrong types and inconsistent values fail in ``from_toml_file`` with a
@@ -169,6 +169,11 @@ class TrainSection(Config):
     # memory, ~1 more forward pass per step); results are unchanged, and it is not part of
     # the stage's config, so a run may be resumed with it on or off
     activation_checkpointing: bool = False
+    # shard the U-Net's weights, gradients, optimizer state and EMA over the processes of a
+    # torchrun / accelerate launch (torch's FSDP2, train/sharding.py): each of P processes
+    # keeps ~1/P of them. Same steps as DDP; checkpoints hold full tensors, so a run may be
+    # resumed with it on or off, with any number of processes
+    fsdp: bool = False
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_last"):
@@ -189,6 +194,11 @@ class TrainSection(Config):
             raise ConfigError(f"train.ema_warmup={self.ema_warmup}: expected >= 0")
         if self.min_snr_gamma is not None and not self.min_snr_gamma > 0:
             raise ConfigError(f"train.min_snr_gamma={self.min_snr_gamma}: expected > 0")
+        if self.fsdp and self.mixed_precision == "fp16":
+            raise ConfigError(
+                'train.fsdp = true with train.mixed_precision = "fp16": fp16\'s gradient scaler '
+                'is not wired for sharded gradients; use "bf16" (no scaler needed) or "no"'
+            )
 
 
 @dataclasses.dataclass(frozen=True)

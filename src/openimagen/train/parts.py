@@ -174,9 +174,20 @@ class TrainParts:
     position: int = 0  # global sample position in the data
 
 
-def build_parts(config: TrainConfig, stage_config: AnyStageConfig, *, fresh: bool) -> TrainParts:
+def build_parts(
+    config: TrainConfig,
+    stage_config: AnyStageConfig,
+    *,
+    fresh: bool,
+    shard_on: torch.device | None = None,
+) -> TrainParts:
     """The U-Net (seeded init, or ``train.init_from`` for a ``fresh`` run), EMA, optimizer and
-    schedule, made in this order; a resumed run then restores them (``train.resume.restore``)."""
+    schedule, made in this order; a resumed run then restores them (``train.resume.restore``).
+
+    ``shard_on``: shard the U-Net and its EMA over the processes (``train.fsdp``) on this
+    device before the optimizer is made over the shards. Every process builds the whole
+    seeded U-Net first, so the sharded run starts from the weights of an unsharded one.
+    """
     torch.manual_seed(config.train.seed)
     start = config.resolve_path(config.train.init_from) if config.train.init_from else None
     if start is not None and fresh and isinstance(stage_config, DiffusersStageConfig):
@@ -193,6 +204,10 @@ def build_parts(config: TrainConfig, stage_config: AnyStageConfig, *, fresh: boo
         from openimagen.models import set_activation_checkpointing
 
         set_activation_checkpointing(model, True)
+    if shard_on is not None:
+        from openimagen.train.sharding import shard_parts
+
+        shard_parts(model, ema, shard_on)
     optimizer = make_optimizer(config, model.parameters())
     return TrainParts(model, ema, optimizer, make_scheduler(config, optimizer))
 

@@ -14,6 +14,7 @@ from typing import Any
 from openimagen.cascade import AnyStageConfig, parse_stage_config
 from openimagen.errors import ConfigError, ModelDirectoryError
 from openimagen.train import checkpoint as ckpt
+from openimagen.train import sharding
 from openimagen.train.config import TrainConfig
 from openimagen.train.parts import TrainParts
 
@@ -60,11 +61,13 @@ def restore(
             f"{path} was written for a different stage (its stage config differs from "
             "this config's [stage]); resume it with its own config or start a new --output"
         )
-    try:
-        model.load_state_dict(tensors["model"])
-        ema.load_state_dict(tensors["ema"])
-        optimizer.load_state_dict(
-            ckpt.unflatten_optimizer_state(tensors["optimizer"], state["optimizer"])
+    try:  # full tensors; a sharded (train.fsdp) model keeps this process's shards
+        sharding.load_model_state(model, tensors["model"])
+        sharding.load_ema_state(ema, tensors["ema"])
+        sharding.load_optimizer_state(
+            model,
+            optimizer,
+            ckpt.unflatten_optimizer_state(tensors["optimizer"], state["optimizer"]),
         )
     except (KeyError, RuntimeError, ValueError) as exc:
         raise ModelDirectoryError(f"{path} does not fit this model/optimizer: {exc}") from exc
@@ -90,9 +93,18 @@ def save(
     stage_config: AnyStageConfig,
     parts: TrainParts,
 ) -> Path | None:
-    """Checkpoint ``parts`` (every process's RNG states gathered, the main one writes)."""
+    """Checkpoint ``parts`` (every process's RNG states gathered, the main one writes).
+
+    Under ``train.fsdp`` every process takes part in gathering the full tensors, which only
+    the main process receives: the files are those of an unsharded run.
+    """
     step, position = parts.step, parts.position
     model, ema, optimizer, scheduler = parts.model, parts.ema, parts.optimizer, parts.scheduler
+    model = accelerator.unwrap_model(model)
+    full = None
+    if accelerator.is_main_process or sharding.is_sharded(model):
+        full = (sharding.full_model_state(model), sharding.full_ema_state(ema),
+                sharding.full_optimizer_state(model, optimizer))  # fmt: skip
     rng_tensors, rng_json = ckpt.rng_state()
     everything = [(rng_tensors, rng_json)]
     if accelerator.num_processes > 1:
@@ -102,14 +114,15 @@ def save(
         dist.all_gather_object(everything, (rng_tensors, rng_json))
     path = None
     if accelerator.is_main_process:
-        opt_tensors, opt_structure = ckpt.flatten_optimizer_state(optimizer.state_dict())
+        model_state, ema_state, optimizer_state = full
+        opt_tensors, opt_structure = ckpt.flatten_optimizer_state(optimizer_state)
         rng = {f"{r}/{k}": v for r, (t, _) in enumerate(everything) for k, v in t.items()}
         path = ckpt.save_checkpoint(
             root,
             step,
             {
-                "model": accelerator.unwrap_model(model).state_dict(),
-                "ema": ema.state_dict(),
+                "model": model_state,
+                "ema": ema_state,
                 "optimizer": opt_tensors,
                 "rng": rng,
             },

@@ -9,6 +9,7 @@ run repeats the uninterrupted one exactly.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,7 @@ def sample_generators(seed: int, first: int, count: int) -> list[torch.Generator
 
 # -- the loss of one micro-batch -------------------------------------------------------------------
 def micro_batch_loss(
-    model: torch.nn.Module,
+    model: Callable[..., torch.Tensor],  # the U-Net, or its forward under autocast
     stage: AnyStageConfig,
     config: TrainConfig,
     images: torch.Tensor,
@@ -200,9 +201,17 @@ class SampleGrid:
     """Periodic sample grids from the EMA weights, fixed prompts and seeds."""
 
     def __init__(
-        self, config: TrainConfig, stage: AnyStageConfig, source: Any, embed: Any, out: Path
+        self,
+        config: TrainConfig,
+        stage: AnyStageConfig,
+        source: Any,
+        embed: Any,
+        out: Path,
+        *,
+        save: bool = True,
     ):
-        self.config, self.stage, self.out = config, stage, out
+        # save=False: sample (a sharded EMA needs every process's forward) but write nothing
+        self.config, self.stage, self.out, self.save = config, stage, out, save
         prompts = list(config.log.sample_prompts)
         self.lowres = None
         if stage.unet.super_resolution:  # SR grids upsample real low-res images
@@ -226,7 +235,7 @@ class SampleGrid:
             n = len(prompts)
             self.uncond = (null.expand(n, -1, -1), null_mask.expand(n, -1))
 
-    def __call__(self, step: int, unet: torch.nn.Module, metrics: MetricsLogger) -> Path:
+    def __call__(self, step: int, unet: torch.nn.Module, metrics: MetricsLogger) -> Path | None:
         from openimagen.images import make_grid, save_png
 
         log = self.config.log
@@ -242,6 +251,8 @@ class SampleGrid:
         lowres = self.lowres.to(emb.device) if self.lowres is not None else None
         images = stage.sample(emb, mask, gens, sampling, lowres=lowres,
                               uncond_text=self.uncond)  # [N, 3, R, R]  # fmt: skip
+        if not self.save:
+            return None
         grid = make_grid(images)
         path = save_png(
             grid, self.out / "samples" / f"step_{step:08d}.png", {"prompts": self.prompts}

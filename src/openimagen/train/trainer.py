@@ -8,6 +8,8 @@ processes or accumulation rounds, and a resumed run repeats the uninterrupted on
 
 Accelerate handles devices, mixed precision and DDP; ``accelerate launch`` and ``torchrun``
 both start multi-process runs (one Accelerator per process, gloo on CPU, NCCL on GPUs).
+With ``train.fsdp`` the U-Net is sharded by torch's FSDP2 instead of wrapped in DDP
+(:mod:`openimagen.train.sharding`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from openimagen.cascade import AnyStageConfig
 from openimagen.data.sources import open_source
 from openimagen.errors import ConfigError, OpenImagenError
 from openimagen.fileio import atomic_write_json
+from openimagen.train import sharding
 from openimagen.train.config import TrainConfig, load_config
 from openimagen.train.logging import MetricsLogger
 from openimagen.train.parts import TrainParts, build_parts, build_stage_config
@@ -61,6 +64,9 @@ class TrainResult:
     checkpoint: Path | None = None
     resumed_from: Path | None = None
     images_per_second: float = 0.0
+    # this process's parameter count and bytes of weights, gradients, optimizer state and
+    # EMA after the run (sharding.held_bytes): its shards under train.fsdp
+    held_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -92,6 +98,9 @@ def run_training(
         )
     accelerator = _make_accelerator(config)
     micro = _micro_batch(config, accelerator.num_processes)
+    fsdp = config.train.fsdp
+    if fsdp:
+        sharding.check_shardable(stage_config, accelerator.num_processes)
     embed = TextEmbedder(config, accelerator.device)
     if stage_config.unet.text_embed_dim != embed.encoder.dim:
         raise ConfigError(
@@ -102,17 +111,22 @@ def run_training(
     result = TrainResult(output_dir, config, stage_config, resumed_from=resume_path)
     if dry_run:
         return result
-    parts = build_parts(config, stage_config, fresh=resume_path is None)
+    parts = build_parts(config, stage_config, fresh=resume_path is None,
+                        shard_on=accelerator.device if fsdp else None)  # fmt: skip
     if resume_path is not None:
         parts.step, parts.position = restore(resume_path, config, stage_config, parts)
     result.step = parts.step
-    parts.model, parts.optimizer = accelerator.prepare(parts.model, parts.optimizer)
-    parts.ema.to(accelerator.device)
+    if not fsdp:  # a sharded model is already on its device, and must not be wrapped in DDP
+        parts.model, parts.optimizer = accelerator.prepare(parts.model, parts.optimizer)
+        parts.ema.to(accelerator.device)
+    held = sharding.held_bytes(parts.model, parts.ema, parts.optimizer)
+    logger.info("this process holds %d of the U-Net's parameters", held["parameters"])
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(output_dir / "config.json", config.to_dict())
     last = min(config.train.steps, max_steps if max_steps is not None else config.train.steps)
     _run_steps(accelerator, parts, source, embed, micro, last, result, step_callback)
+    result.held_bytes = sharding.held_bytes(parts.model, parts.ema, parts.optimizer)
     accelerator.wait_for_everyone()
     return result
 
@@ -133,7 +147,10 @@ def _run_steps(
     metrics = MetricsLogger(
         output_dir, resume_step=parts.step, tensorboard=config.log.tensorboard, enabled=main
     )
-    sampler = SampleGrid(config, stage_config, source, embed, output_dir) if main else None
+    # a sharded EMA samples on every process (each forward gathers its weights); main saves
+    sampler = None
+    if main or config.train.fsdp:
+        sampler = SampleGrid(config, stage_config, source, embed, output_dir, save=main)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=config.train.steps, initial=parts.step, desc="train", unit="step",
@@ -173,6 +190,7 @@ def _run_steps(
             every = config.log.sample_every
             if sampler is not None and every and (step % every == 0 or step == last):
                 sampler(step, parts.ema.module, metrics)
+                sharding.reshard(parts.ema.module)
             accelerator.wait_for_everyone()
     finally:
         bar.close()
@@ -232,6 +250,9 @@ def _optimizer_step(
     """One optimizer step over ``grad_accum`` micro-batches: (mean loss, grad norm, lr)."""
     model, optimizer, scheduler = parts.model, parts.optimizer, parts.scheduler
     model.train()
+    fsdp = config.train.fsdp
+    # prepare() wraps a DDP model's forward in autocast; a sharded one is not prepared
+    forward = sharding.autocast_forward(accelerator, model) if fsdp else model
     total = torch.zeros((), device=accelerator.device)
     for r in range(config.train.grad_accum):
         images, captions, first = _next_batch(loader)
@@ -239,12 +260,13 @@ def _optimizer_step(
         emb, mask = embed(list(captions))
         # DeepFloyd IF drops a caption by giving the empty prompt's encoding instead
         null = embed([""]) if config.text.conditioning == "deepfloyd-if" else None
-        sync = r == config.train.grad_accum - 1
+        # FSDP reduce-scatters every round: skipping it would keep whole gradients
+        sync = fsdp or r == config.train.grad_accum - 1
         ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
         with ctx:
-            losses = micro_batch_loss(model, stage_config, config, images.to(accelerator.device),
+            losses = micro_batch_loss(forward, stage_config, config, images.to(accelerator.device),
                                       emb, mask, gens, null_text=null)  # [micro]  # fmt: skip
-            # DDP averages the processes' gradients, so each process divides by its own
+            # DDP (and FSDP) averages the processes' gradients, so each process divides by its own
             # share (micro * grad_accum): the result is the gradient of the mean loss over
             # the global batch, whatever the number of processes
             accelerator.backward(losses.sum() / (micro * config.train.grad_accum))
@@ -260,7 +282,10 @@ def _optimizer_step(
         )
     grad_norm = None
     if config.optim.grad_clip > 0:
-        grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip))
+        # Accelerate's clip skips models it did not prepare (under its FSDP type): torch's
+        # own clip takes sharded gradients, and its norm is a DTensor
+        clip = torch.nn.utils.clip_grad_norm_ if fsdp else accelerator.clip_grad_norm_
+        grad_norm = sharding.to_float(clip(model.parameters(), config.optim.grad_clip))
     lr = scheduler.get_last_lr()[0]
     optimizer.step()
     scheduler.step()
