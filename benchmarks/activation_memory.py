@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/activation_memory.py            # the table
     OMP_NUM_THREADS=1 python benchmarks/activation_memory.py --precision bf16
+    OMP_NUM_THREADS=1 python benchmarks/activation_memory.py --processes 2  # DDP vs FSDP
 
 Each arm (a U-Net size, checkpointing off or on) runs in a fresh subprocess that holds what
 the trainer holds: the fp32 U-Net, its EMA copy (``openimagen.train.ema.make_ema``), fused AdamW
@@ -16,6 +17,13 @@ gradients, which leaves the weights unchanged). Then, on random inputs of the st
 - ``step peak``: the growth of the peak resident set (VmHWM, reset by writing 5 to
   /proc/self/clear_refs) over one forward + backward: the activations and temporaries;
 - ``time``: the median wall time of 3 more whole steps (forward, backward, AdamW, EMA).
+
+``--processes P`` runs every arm twice in P gloo processes (torchrun), each on its share
+(batch / P) of the batch: under DDP (``DistributedDataParallel``, every process holding
+everything) and sharded as ``train.fsdp`` shards it (``openimagen.train.sharding``: the U-Net
+and its EMA, so each process holds its shards of the weights, gradients, moments and EMA).
+``held`` then counts a process's own tensors (its shards) per parameter of the whole U-Net;
+the largest held, static and step peak over the processes are reported.
 
 glibc's malloc is run with a fixed mmap threshold (``MALLOC_MMAP_THRESHOLD_=131072``): every
 tensor larger than 128 KiB is its own mapping, returned to the system when freed, so the
@@ -37,6 +45,7 @@ import torch
 
 from openimagen.models import EfficientUNet, get_preset, set_activation_checkpointing
 from openimagen.train.ema import make_ema
+from openimagen.train.sharding import held_bytes, shard_parts
 
 TEXT_TOKENS, TEXT_DIM = 20, 384
 
@@ -61,19 +70,33 @@ def kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def arm(name: str, checkpointing: bool, precision: str) -> dict:
-    """One measurement, in this (fresh) process."""
+def arm(name: str, checkpointing: bool, precision: str, sharding: str = "none") -> dict:
+    """One measurement, in this (fresh) process; ``sharding`` "ddp" or "fsdp": in one of the
+    processes of a torchrun launch, on its share of the batch."""
     config, batch = sizes()[name]
+    world = 1
+    if sharding != "none":
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+        world = dist.get_world_size()
+        batch //= world
     torch.manual_seed(0)
     net = EfficientUNet(config).train()
     ema = make_ema(net, 0.9999, 10)
     if checkpointing:
         set_activation_checkpointing(net, True)
+    if sharding == "fsdp":
+        shard_parts(net, ema, torch.device("cpu"))
+    total = sum(p.numel() for p in net.parameters())  # a DTensor's numel is the whole
     params = list(net.parameters())
     opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
     for p in params:
         p.grad = torch.zeros_like(p)
     opt.step()  # allocates the moments; zero gradients leave the weights as they are
+    model = net
+    if sharding == "ddp":
+        model = torch.nn.parallel.DistributedDataParallel(net)
     g = torch.Generator().manual_seed(1)
     r = config.image_size
     x, t = torch.randn(batch, 3, r, r, generator=g), torch.rand(batch, generator=g)
@@ -85,12 +108,11 @@ def arm(name: str, checkpointing: bool, precision: str) -> dict:
 
     def forward_backward() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = net(x, t, emb, mask, **extra)  # [B, 3, R, R]
+            out = model(x, t, emb, mask, **extra)  # [B, 3, R, R]
         out.float().square().mean().backward()
 
-    kept = [*params, *(p.grad for p in params), *ema.parameters(), *ema.buffers()]
-    kept += [v for state in opt.state.values() for v in state.values() if v.dim() > 0]
-    held = sum(v.numel() * v.element_size() for v in kept) / sum(p.numel() for p in params)
+    kept = held_bytes(net, ema, opt)  # this process's tensors (shards under FSDP)
+    held = sum(v for k, v in kept.items() if k != "parameters") / total
     static = kib("VmRSS")
     with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
         f.write("5")  # resets VmHWM to the current resident set
@@ -106,9 +128,27 @@ def arm(name: str, checkpointing: bool, precision: str) -> dict:
         opt.zero_grad(set_to_none=False)
         ema.update_parameters(net)
         times.append(time.perf_counter() - started)
-    return {"params": sum(p.numel() for p in params), "batch": batch, "held": held,
-            "static_kib": static,
-            "peak_kib": peak, "first_s": first, "step_s": statistics.median(times)}  # fmt: skip
+    result = {"params": total, "batch": batch, "held": held, "static_kib": static,
+              "peak_kib": peak, "first_s": first, "step_s": statistics.median(times)}  # fmt: skip
+    if sharding != "none":  # the largest over the processes
+        everyone = [None] * world
+        dist.all_gather_object(everyone, result)
+        result = {k: max(r[k] for r in everyone) for k in result}
+        dist.destroy_process_group()
+    return result
+
+
+def run_arm(args: argparse.Namespace, name: str, on: int, sharding: str) -> dict:
+    """One arm in a fresh process (or ``--processes`` of them under torchrun)."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", OMP_NUM_THREADS=str(args.threads))
+    launch = [sys.executable]
+    if sharding != "none":
+        launch += ["-m", "torch.distributed.run", "--standalone",
+                   "--nproc_per_node", str(args.processes)]  # fmt: skip
+    cmd = [*launch, __file__, "--arm", name, "--checkpointing", str(on), "--sharding", sharding,
+           "--precision", args.precision, "--threads", str(args.threads)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -116,31 +156,33 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="fp32, or bf16 autocast (default: %(default)s)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="gloo processes: > 1 compares DDP with FSDP (default: 1)")  # fmt: skip
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm and print it
     parser.add_argument("--checkpointing", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--sharding", default="none", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.arm:
-        print(json.dumps(arm(args.arm, bool(args.checkpointing), args.precision)))
+        result = arm(args.arm, bool(args.checkpointing), args.precision, args.sharding)
+        if os.environ.get("RANK", "0") == "0":
+            print(json.dumps(result))
         return
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", OMP_NUM_THREADS=str(args.threads))
-    print(f"{args.precision}, {args.threads} thread(s), torch {torch.__version__}")
-    print("| U-Net | parameters | batch | held B/param | static RSS | step peak, off | "
-          "step peak, on | saved | step time, off | step time, on |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    modes = ["none"] if args.processes == 1 else ["ddp", "fsdp"]
+    print(f"{args.precision}, {args.threads} thread(s), {args.processes} process(es), "
+          f"torch {torch.__version__}")  # fmt: skip
+    print("| U-Net | parameters | batch per process | sharding | held B/param | static RSS | "
+          "step peak, off | step peak, on | saved | step time, off | step time, on |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    mib = 1024.0
     for name in sizes():
-        rows = []
-        for on in (0, 1):
-            cmd = [sys.executable, __file__, "--arm", name, "--checkpointing", str(on),
-                   "--precision", args.precision, "--threads", str(args.threads)]  # fmt: skip
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        off, on_ = rows
-        mib = 1024.0
-        print(f"| {name} | {off['params'] / 1e6:.2f}M | {off['batch']} | {off['held']:.1f} | "
-              f"{off['static_kib'] / mib:.0f} MiB | {off['peak_kib'] / mib:.0f} MiB | "
-              f"{on_['peak_kib'] / mib:.0f} MiB | {1 - on_['peak_kib'] / off['peak_kib']:.0%} | "
-              f"{off['step_s']:.2f} s | {on_['step_s']:.2f} s |", flush=True)  # fmt: skip
+        for sharding in modes:
+            off, on_ = (run_arm(args, name, on, sharding) for on in (0, 1))
+            print(f"| {name} | {off['params'] / 1e6:.2f}M | {off['batch']} | {sharding} | "
+                  f"{off['held']:.1f} | {off['static_kib'] / mib:.0f} MiB | "
+                  f"{off['peak_kib'] / mib:.0f} MiB | {on_['peak_kib'] / mib:.0f} MiB | "
+                  f"{1 - on_['peak_kib'] / off['peak_kib']:.0%} | {off['step_s']:.2f} s | "
+                  f"{on_['step_s']:.2f} s |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Does FSDP shard an EfficientUNet on CPU processes (gloo)? A probe, not part of the trainer.
+"""Does FSDP shard an EfficientUNet on CPU processes (gloo)? The probe behind ``train.fsdp``.
 
     OMP_NUM_THREADS=1 python benchmarks/fsdp_cpu.py                           # 1 process
     OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 benchmarks/fsdp_cpu.py      # FSDP2
@@ -10,7 +10,9 @@ processes: the same steps with each process on half the batch, the U-Net sharded
 FSDP2 (``fully_shard`` on every res block, attention and resampling module, then the root),
 printing each process's share of the parameters and the global losses, which should equal
 the one-process run. ``--accelerate`` instead asks Accelerate for FSDP
-(``FullyShardedDataParallelPlugin``) and prints which distributed type it chose.
+(``FullyShardedDataParallelPlugin``) and prints which distributed type it chose (on CPUs:
+MULTI_CPU, i.e. DDP, which is why the trainer applies ``fully_shard`` itself,
+``openimagen.train.sharding``; its memory per process: ``activation_memory.py --processes 2``).
 """
 
 from __future__ import annotations

@@ -86,6 +86,8 @@ def test_the_option_defaults_off_and_is_refused_where_it_cannot_work(tmp_path):
         load_config(write_toml(make_config(train={"fsdp": 1}), tmp_path / "int.toml"))
     with pytest.raises(ConfigError, match='train.fsdp = true with train.mixed_precision = "fp16"'):
         load_config(make_config(train={"fsdp": True, "mixed_precision": "fp16"}))
+    with pytest.raises(ConfigError, match='train.fsdp = true with optim.name = "adafactor"'):
+        load_config(make_config(train={"fsdp": True}, optim={"name": "adafactor"}))
     # one process has nothing to shard over: refused before anything is built or written
     with pytest.raises(ConfigError, match="has 1 process; start it with torchrun"):
         run_training(config(True), tmp_path / "one", dry_run=True)

@@ -245,6 +245,12 @@ class TrainConfig(Config):
                 f"optim.decay_steps={self.optim.decay_steps} is more than "
                 f"train.steps={self.train.steps}; the decay covers the last steps of the run"
             )
+        if self.train.fsdp and self.optim.name == "adafactor":
+            raise ConfigError(
+                'train.fsdp = true with optim.name = "adafactor": torch\'s Adafactor cannot '
+                'update sharded (DTensor) parameters; use optim.name = "adamw", or train.fsdp = '
+                "false"
+            )
         if self.data.image_size and self.data.image_size < s.resolution:
             raise ConfigError(
                 f"data.image_size={self.data.image_size} is smaller than "
