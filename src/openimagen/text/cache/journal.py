@@ -88,7 +88,7 @@ def read_new(
     """
     with open(path, "rb") as handle:
         handle.seek(consumed)
-        data = handle.read(-1 if max_bytes is None else max_bytes)
+        data = handle.read(-1 if max_bytes is None else max(max_bytes, _HEADER.size))
         if max_bytes is not None and len(data) >= _HEADER.size:
             magic, _, count, _ = _HEADER.unpack_from(data)
             need = _HEADER.size + 8 * count + _CRC.size  # the first record whole
