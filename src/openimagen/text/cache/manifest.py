@@ -51,6 +51,7 @@ LOCK = "lock"
 TABLE_SUFFIX = ".shards"
 _TABLE_DTYPE = np.dtype([("writer", "<u4"), ("seq", "<u4")])
 MAX_SHARDS = 1 << 30  # persisted shard numbers stay below the store's tail numbers
+_PATHS_KEPT = 1 << 14
 
 
 class DamagedIndexError(Exception):
@@ -196,6 +197,7 @@ class IndexView:
         if table is None and manifest.shards:
             raise DamagedIndexError("shards listed without a shard table")
         self.table = map_table(table, manifest.shards) if table else np.empty(0, dtype=_TABLE_DTYPE)
+        self._paths: dict[int, Path] = {}  # shard number -> file, the most recent ones
 
     @classmethod
     def empty(cls, directory: Path) -> IndexView:
@@ -216,9 +218,15 @@ class IndexView:
         return search(self.runs, hashes)
 
     def shard_path(self, number: int) -> Path:
-        entry = self.table[number]
-        name = self.manifest.writers[int(entry["writer"])]
-        return layout.shard_path(self.directory, name, int(entry["seq"]))
+        path = self._paths.get(number)
+        if path is None:
+            entry = self.table[number]
+            name = self.manifest.writers[int(entry["writer"])]
+            path = layout.shard_path(self.directory, name, int(entry["seq"]))
+            if len(self._paths) >= _PATHS_KEPT:
+                self._paths.clear()  # a bounded memo: paths are cheap to make again
+            self._paths[number] = path
+        return path
 
 
 __all__ = [

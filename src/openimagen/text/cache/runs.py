@@ -43,7 +43,7 @@ _HEADER = struct.Struct("<8sQQII")  # magic, count, capacity, crc of hashes, crc
 _HEADER_CRC = struct.Struct("<I")
 HEADER_SIZE = 64
 SUFFIX = ".run"
-MERGE_CHUNK = 1 << 16  # entries read from each run at a time by a merge (1 MiB each)
+MERGE_CHUNK = 1 << 15  # entries read from each run at a time by a merge (512 KiB each)
 
 
 class DamagedRunError(Exception):
