@@ -162,7 +162,9 @@ def map_table(path: Path, count: int) -> np.ndarray:
             size = os.fstat(handle.fileno()).st_size
             if size < count * _TABLE_DTYPE.itemsize:
                 raise DamagedIndexError(f"{path}: {size} bytes, {count} shards expected")
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            # only the entries that count: what follows may be cut off by the next update
+            length = count * _TABLE_DTYPE.itemsize
+            mapped = mmap.mmap(handle.fileno(), length, access=mmap.ACCESS_READ)
     except OSError as exc:
         raise DamagedIndexError(f"{path}: {exc}") from exc
     return np.frombuffer(mapped, dtype=_TABLE_DTYPE, count=count)
