@@ -1,7 +1,8 @@
-"""The text-embedding cache at LAION-like scale: this version against the previous one.
+"""The text-embedding cache at LAION-like scale: this version against earlier ones.
 
-    OMP_NUM_THREADS=1 python benchmarks/text_cache.py --n 100000 1000000 \\
-        --old-n 100000 1000000 --json docs/results/text_cache.json
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/text_cache.py \\
+        --n 100000 1000000 3000000 --before-n 100000 1000000 --old-n 100000 \\
+        --json docs/results/text_cache.json
 
 Synthetic captions (``caption(i)``) and a deterministic fake encoder (4 to 8 tokens x 32,
 computed from a CRC of the caption, ~1 us per caption) so the cache, not a network, is
@@ -9,17 +10,23 @@ what is timed. Each (implementation, N) runs in its own process, in a fresh dire
 under ``--workdir``, and reports:
 
 - fill: ``fill_cache`` of N distinct captions (what ``openimagen encode-text`` does;
-  batch 256; the new version stores 4,096 per shard) -> captions per second;
+  batch 256; the package versions store 4,096 per shard) -> captions per second;
 - open: a new ``TextEmbeddingCache`` on the filled directory (a new training process);
 - lookup: ``get`` of random stored captions in batches of 64 (a training step);
 - resume: ``contains`` of all N (a rerun of encode-text finding everything done);
 - misses: ``encode_with_cache`` of 200 batches of 16 new captions on top of the N
   (training without encode-text first) -> captions per second;
-- peak RSS over the process's RSS after imports (``ru_maxrss``), files and bytes on disk.
+- memory, over the process's after imports: peak RSS (``ru_maxrss``: anonymous memory
+  and mapped file pages together), peak anonymous memory (RssAnon of /proc/self/status,
+  sampled every 5 ms by a thread), and RssAnon / RssFile after the open and after the
+  lookups; files and bytes on disk.
 
-The previous version is ``git show baf89a1:src/openimagen/text/cache.py`` (``--old-ref``),
-written to a temporary module and imported from there; it needs the captions as a list
-(the new ``fill_cache`` streams an iterator), which its peak memory includes.
+Three implementations: ``new``, this checkout; ``before`` (``--before-ref``, default
+c376991: the package with the index in memory), the same package at a git revision,
+extracted with ``git archive`` and imported from there; ``old`` (``--old-ref``, default
+baf89a1: the single-module cache before it), ``git show`` into a temporary module. The
+old one needs the captions as a list (the package's ``fill_cache`` streams an iterator),
+which its peak memory includes.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -42,6 +50,7 @@ import numpy as np
 import torch
 
 DIM, MAX_TOKENS, BATCH, LOOKUP_BATCH = 32, 8, 256, 64
+REPO = Path(__file__).resolve().parents[1]
 
 
 def caption(i: int) -> str:
@@ -68,7 +77,7 @@ class FakeEncoder:
 
 def load_old(ref: str, where: Path):
     source = subprocess.run(["git", "show", f"{ref}:src/openimagen/text/cache.py"],
-                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+                            capture_output=True, text=True, check=True, cwd=REPO).stdout  # fmt: skip
     path = where / "old_text_cache.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("old_text_cache", path)
@@ -92,19 +101,38 @@ def rss_now_mib() -> dict[str, float]:
     return fields
 
 
+class AnonPeak:
+    """The highest RssAnon seen, sampled by a thread every 5 ms (MiB)."""
+
+    def __init__(self) -> None:
+        self.peak, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, rss_now_mib().get("RssAnon", 0))
+
+    def reset(self) -> float:
+        peak, self.peak = self.peak, rss_now_mib().get("RssAnon", 0)
+        return max(peak, self.peak)
+
+
 def worker(impl: str, n: int, directory: Path, ref: str, max_open: int) -> dict:
     torch.set_num_threads(1)
     if impl == "old":
         api = load_old(ref, directory.parent)
-    else:
+    else:  # "before": this process was started on the revision's extracted tree
         import openimagen.text.cache as api
     encoder = FakeEncoder()
     encoder.encode([caption(0)])
     baseline = rss_mib()
     start = rss_now_mib()
     anon0, file0 = start.get("RssAnon", 0), start.get("RssFile", 0)
-    result: dict = {"impl": impl if impl == "old" or max_open == 32 else f"new, {max_open} maps",
-                    "n": n}  # fmt: skip
+    sampler = AnonPeak()
+    sampler.reset()
+    label = {"old": f"old ({ref})", "before": f"before ({ref})", "new": "new"}[impl]
+    result: dict = {"impl": label if max_open == 32 else f"{label}, {max_open} maps", "n": n}
     started = time.perf_counter()
     if impl == "old":
         texts = [caption(i) for i in range(n)]  # the old fill_cache takes a sequence
@@ -117,6 +145,7 @@ def worker(impl: str, n: int, directory: Path, ref: str, max_open: int) -> dict:
     result["fill_s"] = time.perf_counter() - started
     result["fill_peak_rss_over_baseline_mib"] = rss_mib() - baseline
     result["fill_per_s"] = n / result["fill_s"]
+    result["fill_peak_anon_mib"] = sampler.reset() - anon0
     result["encoder_calls"] = encoder.calls
 
     started = time.perf_counter()
@@ -124,8 +153,12 @@ def worker(impl: str, n: int, directory: Path, ref: str, max_open: int) -> dict:
     cache = api.TextEmbeddingCache(directory, **options)
     result["open_s"] = time.perf_counter() - started
     assert len(cache) == n, (len(cache), n)
-    if impl == "new":
-        result["index_mib"] = cache.index_bytes / 2**20
+    now = rss_now_mib()
+    result["after_open_anon_mib"] = now.get("RssAnon", 0) - anon0
+    result["after_open_file_mib"] = now.get("RssFile", 0) - file0
+    if impl != "old":
+        result["index_mib"] = cache.index_bytes / 2**20  # in this process's memory
+        result["index_mapped_mib"] = getattr(cache, "index_mapped_bytes", 0) / 2**20
 
     rng = random.Random(0)
     lookups = 0
@@ -158,12 +191,24 @@ def worker(impl: str, n: int, directory: Path, ref: str, max_open: int) -> dict:
     result["disk_mib"] = sum(p.stat().st_size for p in files) / 2**20
     result["baseline_rss_mib"] = baseline
     result["peak_rss_over_baseline_mib"] = rss_mib() - baseline
+    result["peak_anon_mib"] = max(result["fill_peak_anon_mib"], sampler.reset() - anon0)
     return result
+
+
+def extract(ref: str, where: Path) -> Path:
+    """The ``src/`` of git revision ``ref``, written under ``where``: the tree to import."""
+    archive = subprocess.run(
+        ["git", "archive", ref, "src"], capture_output=True, check=True, cwd=REPO
+    )
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True)
+    return where / "src"
 
 
 def run_one(impl: str, n: int, workdir: Path, ref: str, max_open: int = 32) -> dict:
     directory = Path(tempfile.mkdtemp(prefix=f"{impl}-{n}-", dir=workdir)) / "cache"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if impl == "before":
+        env["PYTHONPATH"] = str(extract(ref, directory.parent))
     try:
         done = subprocess.run(
             [sys.executable, __file__, "--worker", impl, str(n), str(directory), "--old-ref", ref,
@@ -179,17 +224,26 @@ def run_one(impl: str, n: int, workdir: Path, ref: str, max_open: int = 32) -> d
 
 def table(results: list[dict]) -> str:
     rows = ["| version | N | fill (captions/s) | open (s) | lookup (captions/s) | resume check (s) "
-            "| misses (captions/s) | files | disk (MiB) | peak RSS over baseline: fill / all (MiB) "
-            "| after lookups: anon / mapped files (MiB) | index (MiB) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+            "| misses (captions/s) | files | disk (MiB) | peak RSS: fill / all (MiB) "
+            "| peak anon: fill / all (MiB) | after open: anon / mapped (MiB) "
+            "| after lookups: anon / mapped (MiB) | index: in memory / mapped (MiB) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in results:
-        index = f"{r['index_mib']:.1f}" if "index_mib" in r else "-"
+        index = "-"
+        if "index_mib" in r:
+            index = f"{r['index_mib']:.1f} / {r.get('index_mapped_mib', 0):.1f}"
+        anon = "-"
+        if "peak_anon_mib" in r:
+            anon = f"{r['fill_peak_anon_mib']:,.0f} / {r['peak_anon_mib']:,.0f}"
+        opened = "-"
+        if "after_open_anon_mib" in r:
+            opened = f"{r['after_open_anon_mib']:,.0f} / {r['after_open_file_mib']:,.0f}"
         rows.append(
             f"| {r['impl']} | {r['n']:,} | {r['fill_per_s']:,.0f} | {r['open_s']:.2f} | "
             f"{r['lookup_per_s']:,.0f} | {r['resume_check_s']:.2f} | {r['miss_per_s']:,.0f} | "
             f"{r['files']:,} | {r['disk_mib']:,.0f} | {r['fill_peak_rss_over_baseline_mib']:,.0f} / "
-            f"{r['peak_rss_over_baseline_mib']:,.0f} | {r['after_lookup_anon_mib']:,.0f} / "
-            f"{r['after_lookup_file_mib']:,.0f} | {index} |"
+            f"{r['peak_rss_over_baseline_mib']:,.0f} | {anon} | {opened} | "
+            f"{r['after_lookup_anon_mib']:,.0f} / {r['after_lookup_file_mib']:,.0f} | {index} |"
         )
     return "\n".join(rows)
 
@@ -198,10 +252,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--old-n", type=int, nargs="*", default=[100_000])
+    parser.add_argument("--before-n", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument(
         "--old-ref",
         default="baf89a1",
         help="git revision holding the old src/openimagen/text/cache.py",
+    )
+    parser.add_argument(
+        "--before-ref",
+        default="c376991",
+        help="git revision of the src/openimagen/text/cache/ package to compare with",
     )
     parser.add_argument("--workdir", default=tempfile.gettempdir())
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -220,10 +280,12 @@ def main() -> None:
         print(json.dumps(worker(impl, int(n), Path(directory), args.old_ref, args.max_open_shards)))
         return
     results = []
-    for n in sorted(set(args.n) | set(args.old_n)):
-        for impl, sizes in (("old", args.old_n), ("new", args.n)):
+    plan = (("old", args.old_n, args.old_ref), ("before", args.before_n, args.before_ref),
+            ("new", args.n, args.old_ref))  # fmt: skip
+    for n in sorted(set(args.n) | set(args.old_n) | set(args.before_n)):
+        for impl, sizes, ref in plan:
             if n in sizes:
-                results.append(run_one(impl, n, Path(args.workdir), args.old_ref))
+                results.append(run_one(impl, n, Path(args.workdir), ref))
                 print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     if args.more_maps:
         results.append(

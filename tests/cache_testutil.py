@@ -53,14 +53,16 @@ def batch_texts(writer: int, batch: int, size: int = 5) -> list[str]:
     return [f"writer {writer} batch {batch} prompt {k}" for k in range(size)]
 
 
-def write_batches(directory: str, writer: int, batches: int, shared: int = 0) -> list[int]:
+def write_batches(
+    directory: str, writer: int, batches: int, shared: int = 0, compact_every: int = 1 << 16
+) -> list[int]:
     """A writer process: ``batches`` puts through encode_with_cache; returns encoded counts.
 
     The first ``shared`` prompts of each batch are the same in every writer (they race).
     """
     from openimagen.text import TextEmbeddingCache, encode_with_cache
 
-    cache = TextEmbeddingCache(directory)
+    cache = TextEmbeddingCache(directory, compact_every=compact_every)
     encoder = FakeEncoder()
     for b in range(batches):
         texts = [f"shared batch {b} prompt {k}" for k in range(shared)] + batch_texts(writer, b)
@@ -74,13 +76,22 @@ def killed_writer(directory: str, batches: int, kill_in: str) -> None:
     """Write ``batches`` batches, printing each commit, then die by SIGKILL inside the next.
 
     ``kill_in``: "journal" (half the commit record written), "shard" (the shard's
-    temporary file written, not renamed), or "none" (loop until killed from outside).
+    temporary file written, not renamed), "index" (the batch committed, then killed half
+    way through writing a run of the on-disk index), or "none" (loop until killed from
+    outside).
     """
     from openimagen.text import TextEmbeddingCache
-    from openimagen.text.cache import journal
+    from openimagen.text.cache import journal, runs
 
-    cache = TextEmbeddingCache(directory)
+    cache = TextEmbeddingCache(directory, compact_every=8 if kill_in == "index" else 1 << 16)
     encoder = FakeEncoder()
+
+    def die_in_run(self, hashes, locations):
+        real_append(self, hashes[: len(hashes) // 2], locations[: len(hashes) // 2])
+        os.fsync(self.fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    real_append = runs.RunWriter.append
 
     def die_half_written(fd, data):
         os.write(fd, data[: len(data) // 2])
@@ -96,6 +107,9 @@ def killed_writer(directory: str, batches: int, kill_in: str) -> None:
             journal.write_all = die_half_written
         if b == batches and kill_in == "shard":
             os.replace = die_before_rename
+        if b == batches and kill_in == "index":
+            runs.RunWriter.append = die_in_run
+            cache.compact_every = 1  # this put writes the index
         texts = batch_texts(0, b, size=1 + b % 7)
         cache.put(encoder.cache_id, texts, *encoder.encode(texts))
         print(f"committed {b}", flush=True)

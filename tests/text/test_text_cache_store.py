@@ -128,7 +128,7 @@ def test_torn_shard_is_ignored_on_open(tmp_path, caplog):
     assert encoder.encoded == batches[1]  # only the torn batch is encoded again
 
 
-@pytest.mark.parametrize("kill_in", ["journal", "shard", "none"])
+@pytest.mark.parametrize("kill_in", ["journal", "shard", "index", "none"])
 def test_a_killed_writer_leaves_its_complete_batches(tmp_path, kill_in):
     command = [sys.executable, str(TESTS / "cache_testutil.py"), str(tmp_path), "4", kill_in]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -148,6 +148,10 @@ def test_a_killed_writer_leaves_its_complete_batches(tmp_path, kill_in):
         assert found in ([True] * len(texts), [False] * len(texts)), b  # whole batches only
         if b in committed:
             assert_rows(cache, texts)
+    if kill_in == "index":  # killed after its batch was committed: that batch is there
+        committed.append(len(committed))
+        assert_rows(cache, batch_texts(0, committed[-1], size=1 + committed[-1] % 7))
+        assert list((tmp_path / "runs").glob(".*.tmp"))  # the half-written run is left over
     if kill_in != "none":
         assert len(cache) == sum(1 + b % 7 for b in committed)  # the killed batch is not there
     encode_with_cache(FakeEncoder(), batch_texts(0, 99), cache)  # and the cache takes writes

@@ -12,9 +12,16 @@ Built to hold a LAION-size caption set (docs/benchmarks.md, "Text-embedding cach
 - ``shards.py``: one safetensors shard per batch of prompts, written atomically, read
   memory-mapped and checked on open;
 - ``journal.py``: one append-only, checksummed journal per writer, one record per shard
-  (the commit), read incrementally; a torn or damaged tail is ignored;
-- ``index.py``: the in-memory index, 16 bytes per entry in numpy arrays;
+  (the commit), read incrementally; a torn or damaged tail is ignored; the source of
+  truth for everything below;
+- ``runs.py``, ``manifest.py``, ``compact.py``: the index on disk, sorted runs of (64-bit
+  key hash, location) memory-mapped for lookups, merged log-structured in chunks under a
+  lock, named by an atomically replaced manifest that says how much of each journal they
+  cover; rebuilt from the journals when missing or damaged;
+- ``index.py``: the index's tail in memory (the journal records not yet in the runs),
+  16 bytes per entry in numpy arrays, and the search both use;
 - ``store.py``: :class:`TextEmbeddingCache`, several processes writing side by side;
+  its memory does not grow with the number of entries;
 - ``fill.py``: :func:`encode_with_cache`, :func:`fill_cache` (streaming, resumable);
 - ``migrate.py``: :func:`migrate_v1`, the version-1 directory converted in place;
 - ``identity.py``: an encoder's ``cache_id``, which keys the cache;

@@ -1,14 +1,19 @@
-"""The in-memory index of the cache: 64-bit key hash -> location (shard number, row).
+"""The index in memory: 64-bit key hash -> location (shard number, row), and its search.
 
-16 bytes per entry in numpy arrays (no Python object per entry), so a million prompts
-take 16 MB. New entries arrive in batches (one per shard); each batch becomes a sorted
-run, and runs of similar size are merged (a log-structured merge, as in LSM trees), so
-adding N entries costs O(N log N) in all and a lookup searches O(log N) runs, each with
-one vectorised ``searchsorted``. Newer entries win: a prompt stored again (say after its
+The cache's index lives on disk as sorted runs (runs.py, manifest.py); :class:`HashIndex`
+holds only its tail, the entries of journal records not yet written to those runs (a few
+tens of thousands, see ``TextEmbeddingCache(compact_every=...)``). 16 bytes per entry in
+numpy arrays (no Python object per entry). New entries arrive in batches (one per shard);
+each batch becomes a sorted run, and runs of similar size are merged (a log-structured
+merge, as in LSM trees), so adding N entries costs O(N log N) in all and a lookup
+searches O(log N) runs, each with one vectorised ``searchsorted`` (:func:`search`, which
+the mapped runs on disk use too). Newer entries win: a prompt stored again (say after its
 first shard was damaged) is found at its newest location.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,13 +30,32 @@ def unpack(location: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return location >> 32, location & 0xFFFFFFFF
 
 
-def _sorted_run(hashes: np.ndarray, locations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sorted_unique(hashes: np.ndarray, locations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sort by hash; of equal hashes keep the last given (the newest)."""
     order = np.argsort(hashes, kind="stable")
     hashes, locations = hashes[order], locations[order]
     keep = np.ones(len(hashes), dtype=bool)
     keep[:-1] = hashes[1:] != hashes[:-1]  # the last of each run of equal hashes
     return hashes[keep], locations[keep]
+
+
+def search(runs: Sequence[tuple[np.ndarray, np.ndarray]], hashes: np.ndarray) -> np.ndarray:
+    """The location of each hash in sorted runs (newest last), or ``MISSING``: [N] int64."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    found = np.full(len(hashes), MISSING, dtype=np.int64)
+    todo = np.arange(len(hashes))
+    for run_hashes, run_locations in reversed(runs):  # newest first
+        if len(todo) == 0:
+            break
+        if len(run_hashes) == 0:
+            continue
+        query = hashes[todo]
+        at = np.searchsorted(run_hashes, query)
+        at_clipped = np.minimum(at, len(run_hashes) - 1)
+        hit = run_hashes[at_clipped] == query
+        found[todo[hit]] = run_locations[at_clipped[hit]]
+        todo = todo[~hit]
+    return found
 
 
 def _merge(
@@ -76,7 +100,7 @@ class HashIndex:
         """Add one batch; a hash given again (in this batch or before) takes the new location."""
         for start in range(0, len(hashes), self.run_cap):
             part = slice(start, start + self.run_cap)
-            run = _sorted_run(
+            run = sorted_unique(
                 np.asarray(hashes[part], dtype=np.uint64), np.asarray(locations[part], np.int64)
             )
             self.count += int(np.count_nonzero(self.lookup(run[0]) == MISSING))
@@ -91,19 +115,7 @@ class HashIndex:
 
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
         """The location of each hash, or ``MISSING`` (-1): [N] int64."""
-        hashes = np.asarray(hashes, dtype=np.uint64)
-        found = np.full(len(hashes), MISSING, dtype=np.int64)
-        todo = np.arange(len(hashes))
-        for run_hashes, run_locations in reversed(self._runs):  # newest first
-            if len(todo) == 0:
-                break
-            query = hashes[todo]
-            at = np.searchsorted(run_hashes, query)
-            at_clipped = np.minimum(at, len(run_hashes) - 1)
-            hit = run_hashes[at_clipped] == query
-            found[todo[hit]] = run_locations[at_clipped[hit]]
-            todo = todo[~hit]
-        return found
+        return search(self._runs, hashes)
 
 
-__all__ = ["MISSING", "HashIndex", "pack", "unpack"]
+__all__ = ["MISSING", "HashIndex", "pack", "search", "sorted_unique", "unpack"]

@@ -8,7 +8,8 @@ shard file it names is complete, fsynced and renamed into place. Its bytes::
     crc32 of all of the above, u32
 
 A reader keeps, per journal, how many bytes it has consumed and reads only what was added
-since (no rescans). It stops at the first record that is incomplete (being written now, or
+since (no rescans); the on-disk index (manifest.py) records how many bytes of each journal
+its runs cover, so a process opening the cache reads only the rest. It stops at the first record that is incomplete (being written now, or
 torn by a crash: it is simply not there yet, or never will be) or fails its magic or CRC
 (damaged: reported once, the records before it still count). A writer never appends after
 a record it could not finish: it truncates the journal back to its last good size, and a
@@ -76,11 +77,23 @@ def decode_records(data: bytes) -> tuple[list[Record], int, str | None]:
     return records, pos, None
 
 
-def read_new(path: Path, consumed: int) -> tuple[list[Record], int, str | None]:
-    """Records of journal ``path`` after byte ``consumed``; (records, new consumed, damage)."""
+def read_new(
+    path: Path, consumed: int, max_bytes: int | None = None
+) -> tuple[list[Record], int, str | None]:
+    """Records of journal ``path`` after byte ``consumed``; (records, new consumed, damage).
+
+    With ``max_bytes``, reads about that many bytes (at least one whole record), so a long
+    journal is read in pieces of bounded memory: call again from the new ``consumed``
+    until no record comes back.
+    """
     with open(path, "rb") as handle:
         handle.seek(consumed)
-        data = handle.read()
+        data = handle.read(-1 if max_bytes is None else max(max_bytes, _HEADER.size))
+        if max_bytes is not None and len(data) >= _HEADER.size:
+            magic, _, count, _ = _HEADER.unpack_from(data)
+            need = _HEADER.size + 8 * count + _CRC.size  # the first record whole
+            if magic == MAGIC and need > len(data):
+                data += handle.read(need - len(data))
     records, used, damage = decode_records(data)
     return records, consumed + used, damage
 
@@ -92,7 +105,7 @@ class JournalWriter:
         self.path = path
         self.pid = os.getpid()  # a forked child must not append here (see TextEmbeddingCache)
         self.next_seq = 0
-        self._size = 0
+        self.size = 0  # bytes appended (all of them: the journal is this writer's alone)
 
     def append(self, record: bytes) -> None:
         """Append one record durably; on failure the journal is cut back to its last record."""
@@ -105,11 +118,11 @@ class JournalWriter:
                 os.fsync(fd)
             except BaseException:
                 with contextlib.suppress(OSError):
-                    os.ftruncate(fd, self._size)
+                    os.ftruncate(fd, self.size)
                 raise
         finally:
             os.close(fd)
-        self._size += len(record)
+        self.size += len(record)
         self.next_seq += 1
         if created:
             fsync_directory(self.path.parent)

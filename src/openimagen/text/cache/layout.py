@@ -5,10 +5,14 @@
     DIR/format.json                         {"format": "openimagen-text-cache", "version": 2}
     DIR/index/<writer>.log                  one append-only journal per writer (journal.py)
     DIR/data/<writer>/<seq>.safetensors     one shard per batch of prompts (shards.py)
+    DIR/runs/                               the index on disk: manifest, sorted runs, shard
+                                            table, lock (manifest.py, runs.py, compact.py)
 
 ``<writer>`` is unique per writing process and cache object (time, pid, random), so
 several processes write side by side without locks; the index is the union of the
-journals. Version 1 (``DIR/shards/<time>-<random>.safetensors`` + ``.json``, one tensor per
+journals. ``runs/`` holds that union sorted and memory-mapped, up to the byte of each
+journal its manifest names; it is derived from the journals and the shards and rebuilt
+from them when it is missing or damaged (an older openimagen ignores it). Version 1 (``DIR/shards/<time>-<random>.safetensors`` + ``.json``, one tensor per
 prompt, found by listing the directory) is converted by :func:`migrate_v1`.
 """
 
@@ -28,6 +32,7 @@ logger = logging.getLogger(__name__)
 FORMAT_FILE = "format.json"
 INDEX_DIR = "index"
 DATA_DIR = "data"
+RUNS_DIR = "runs"
 V1_DIR = "shards"
 V1_MIGRATING_DIR = "shards-v1-migrating"  # renamed from V1_DIR when a migration starts
 V1_MIGRATED_DIR = "shards-v1-migrated"
@@ -104,6 +109,7 @@ __all__ = [
     "DATA_DIR",
     "FORMAT_FILE",
     "INDEX_DIR",
+    "RUNS_DIR",
     "V1_DIR",
     "V1_MIGRATED_DIR",
     "V1_MIGRATING_DIR",

@@ -150,20 +150,23 @@ def read_layout(buffer: np.ndarray, path: Path) -> Layout:
 class OpenShards:
     """The most recently used shards kept mapped (at most ``capacity``).
 
-    The layout of every shard opened is remembered (a few hundred bytes each), so mapping
-    one again costs an ``mmap``, not a header parse.
+    The layouts of the last ``layouts`` shards opened are remembered (a few hundred bytes
+    each, so a bounded amount whatever the size of the cache): mapping one of them again
+    costs an ``mmap``, not a header parse.
     """
 
-    def __init__(self, capacity: int):
-        self.capacity = capacity
+    def __init__(self, capacity: int, layouts: int = 4096):
+        self.capacity, self.max_layouts = capacity, layouts
         self._open: OrderedDict[Path, Shard] = OrderedDict()
-        self._layouts: dict[Path, Layout] = {}
+        self._layouts: OrderedDict[Path, Layout] = OrderedDict()  # the most recent ``layouts``
 
     def get(self, path: Path) -> Shard:
         shard = self._open.pop(path, None)
         if shard is None:
-            shard = Shard(path, self._layouts.get(path))
+            shard = Shard(path, self._layouts.pop(path, None))
             self._layouts[path] = shard.layout
+            while len(self._layouts) > self.max_layouts:
+                self._layouts.popitem(last=False)
         self._open[path] = shard
         while len(self._open) > self.capacity:
             self._open.popitem(last=False)
