@@ -82,14 +82,22 @@ def if_scheduler(sample_max_value: float):
 def save_if_stage(directory: Path, stage: int, *, seed: int = 0, text_seed: int = 0,
                   text_dim: int = T5_DIM, with_text: bool = True) -> Path:  # fmt: skip
     """Write one tiny IF stage in the diffusers layout (with a LICENSE and a README.md)."""
-    from diffusers import DDPMScheduler, IFPipeline, IFSuperResolutionPipeline
-
     text_encoder, tokenizer = tiny_t5(text_seed, d_model=text_dim)
     if not with_text:
         text_encoder = tokenizer = None
+    unet = if_unet(stage, seed=seed, text_dim=text_dim)
+    return write_if_stage(directory, stage, unet=unet, text_encoder=text_encoder,
+                          tokenizer=tokenizer)  # fmt: skip
+
+
+def write_if_stage(directory: Path, stage: int, *, unet, text_encoder, tokenizer) -> Path:
+    """Save ``unet`` (and the T5 and tokenizer, either may be None) as IF stage ``stage`` in
+    the diffusers layout, with IF's schedulers, a LICENSE and a README.md. Any size: the
+    real-size checkpoints of benchmarks/if_memory.py are written here too."""
+    from diffusers import DDPMScheduler, IFPipeline, IFSuperResolutionPipeline
+
     parts = dict(
-        tokenizer=tokenizer, text_encoder=text_encoder,
-        unet=if_unet(stage, seed=seed, text_dim=text_dim),
+        tokenizer=tokenizer, text_encoder=text_encoder, unet=unet,
         scheduler=if_scheduler(1.5 if stage == 1 else 1.0),
         safety_checker=None, feature_extractor=None, watermarker=None,
         requires_safety_checker=False,
@@ -102,7 +110,7 @@ def save_if_stage(directory: Path, stage: int, *, seed: int = 0, text_seed: int 
         pipe = IFSuperResolutionPipeline(**parts, image_noising_scheduler=noising)
     pipe.save_pretrained(directory, safe_serialization=True)
     (directory / "LICENSE").write_text(LICENSE_TEXT, encoding="utf-8")
-    (directory / "README.md").write_text(f"# tiny IF stage {stage}\n", encoding="utf-8")
+    (directory / "README.md").write_text(f"# IF stage {stage} (random weights)\n", encoding="utf-8")
     return directory
 
 
