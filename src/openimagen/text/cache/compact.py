@@ -49,6 +49,20 @@ DAMAGED_SHARD = "text cache: ignoring damaged file %s (%s); its prompts will be 
 _REBUILD = "text cache %s: rebuilding the index from the journals (%s)"
 
 
+def committed_shard(directory: Path, writer: str, record: journal.Record) -> Path | None:
+    """The shard a journal record commits, or None (with a warning) when it is missing or
+    has not the committed size (truncated after it was committed)."""
+    shard = layout.shard_path(directory, writer, record.seq)
+    try:
+        size = shard.stat().st_size
+    except OSError:
+        size = -1
+    if size != record.size:
+        logger.warning(DAMAGED_SHARD, shard, f"size {size}, committed as {record.size}")
+        return None
+    return shard
+
+
 def update(directory: Path, *, chunk: int) -> Manifest:
     """Index the journal records the manifest does not cover; returns the new manifest.
 
@@ -127,13 +141,7 @@ class _Update:
                 break
 
     def add_record(self, writer: str, record: journal.Record) -> None:
-        shard = layout.shard_path(self.directory, writer, record.seq)
-        try:
-            size = shard.stat().st_size
-        except OSError:
-            size = -1
-        if size != record.size:  # missing or truncated after it was committed
-            logger.warning(DAMAGED_SHARD, shard, f"size {size}, committed as {record.size}")
+        if committed_shard(self.directory, writer, record) is None:
             return
         if writer not in self.writer_numbers:
             self.writer_numbers[writer] = len(self.m.writers)
@@ -198,4 +206,4 @@ def _remove(path: Path) -> None:
         os.unlink(path)
 
 
-__all__ = ["DAMAGED_SHARD", "new_name", "update"]
+__all__ = ["DAMAGED_SHARD", "committed_shard", "new_name", "update"]

@@ -167,19 +167,20 @@ class TextEmbeddingCache:
     def _read_tails(self) -> None:
         """Read every journal past what is consumed; write the tail to disk when it is long."""
         for _ in range(3):  # a compaction resets the tail; then the journals are read again
-            for path in layout.list_journals(self.directory):
-                while (batch := self._read_journal(path)) is not None:
-                    for shard, hashes in batch:
-                        self._add_tail(shard, hashes)
-                    if len(self._tail) >= self.compact_every and self._compact(
-                        blocking=len(self._tail) >= 4 * self.compact_every
-                    ):
-                        break  # the tail was reset: start over
-                else:
-                    continue
-                break
-            else:
+            if not self._read_tails_once():
                 return
+
+    def _read_tails_once(self) -> bool:
+        """One pass over the journals; True when a compaction reset the tail midway."""
+        for path in layout.list_journals(self.directory):
+            while (batch := self._read_journal(path)) is not None:
+                for shard, hashes in batch:
+                    self._add_tail(shard, hashes)
+                if len(self._tail) >= self.compact_every and self._compact(
+                    blocking=len(self._tail) >= 4 * self.compact_every
+                ):
+                    return True
+        return False
 
     def _read_journal(self, path: Path) -> list[tuple[Path, np.ndarray]] | None:
         """(shard, hashes of its rows) of the intact shards in the next piece of ``path``.
@@ -202,15 +203,9 @@ class TextEmbeddingCache:
         writer = path.name.removesuffix(journal.SUFFIX)
         intact = []
         for record in records:
-            shard = layout.shard_path(self.directory, writer, record.seq)
-            try:
-                size = shard.stat().st_size
-            except OSError:
-                size = -1
-            if size != record.size:  # missing or truncated after it was committed
-                logger.warning(_DAMAGED, shard, f"size {size}, committed as {record.size}")
-                continue
-            intact.append((shard, record.hashes))
+            shard = compact.committed_shard(self.directory, writer, record)
+            if shard is not None:
+                intact.append((shard, record.hashes))
         return intact if new > consumed else None
 
     def _add_tail(self, shard: Path, hashes: np.ndarray) -> None:
