@@ -18,6 +18,12 @@ gradients, which leaves the weights unchanged). Then, on random inputs of the st
   /proc/self/clear_refs) over one forward + backward: the activations and temporaries;
 - ``time``: the median wall time of 3 more whole steps (forward, backward, AdamW, EMA).
 
+The last U-Net is an imported DeepFloyd IF stage I's network: diffusers'
+``UNet2DConditionModel`` with IF-I-XL's config at base width 64 (benchmarks/if_memory.py),
+reading 77 tokens of T5-XXL's width; ``--only NAME`` measures some of the U-Nets, ``--batch``
+sets the global batch, ``--diffusers-own`` checkpoints it with diffusers' own
+``enable_gradient_checkpointing`` instead of openimagen's per-block checkpointing.
+
 ``--processes P`` runs every arm twice in P gloo processes (torchrun), each on its share
 (batch / P) of the batch: under DDP (``DistributedDataParallel``, every process holding
 everything) and sharded as ``train.fsdp`` shards it (``openimagen.train.sharding``: the U-Net
@@ -42,16 +48,25 @@ import sys
 import time
 
 import torch
+from if_memory import stage_one_unet  # benchmarks/if_memory.py: IF's U-Net configs
 
-from openimagen.models import EfficientUNet, get_preset, set_activation_checkpointing
+from openimagen.models import (
+    DiffusersUNet,
+    DiffusersUNetConfig,
+    EfficientUNet,
+    get_preset,
+    set_activation_checkpointing,
+)
 from openimagen.train.ema import make_ema
 from openimagen.train.sharding import held_bytes, shard_parts
 
-TEXT_TOKENS, TEXT_DIM = 20, 384
+# (tokens, width) of the text the U-Net reads: MiniLM's for ours, T5-XXL's for IF's
+TEXT = {EfficientUNet: (20, 384), DiffusersUNet: (77, 4096)}
+IF_STAGE = "IF-I layout, width 64 (diffusers)"
 
 
 def sizes() -> dict[str, tuple[object, int]]:
-    """name -> (UNetConfig, batch)."""
+    """name -> (UNetConfig or DiffusersUNetConfig, batch)."""
     base = get_preset("shapes-base-32")
     bundled = dataclasses.replace(base, base_channels=32, channel_mults=(1, 2, 2),
                                   num_res_blocks=(1, 2, 2))  # fmt: skip
@@ -59,6 +74,9 @@ def sizes() -> dict[str, tuple[object, int]]:
         "bundled-base-32 (width 32)": (bundled, 32),
         "shapes-base-32 (width 64)": (base, 32),
         "shapes-sr-32-128 (128x128)": (get_preset("shapes-sr-32-128"), 8),
+        # an imported IF stage I's network (diffusers' UNet2DConditionModel, IF-I-XL's config
+        # at base width 64 instead of 704; IF-I-M is width 192) at 64x64
+        IF_STAGE: (DiffusersUNetConfig(diffusers_config=stage_one_unet(64)), 4),
     }
 
 
@@ -70,10 +88,12 @@ def kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def arm(name: str, checkpointing: bool, precision: str, sharding: str = "none") -> dict:
+def arm(name: str, checkpointing: int, precision: str, sharding: str = "none",
+        batch: int = 0) -> dict:  # fmt: skip
     """One measurement, in this (fresh) process; ``sharding`` "ddp" or "fsdp": in one of the
-    processes of a torchrun launch, on its share of the batch."""
-    config, batch = sizes()[name]
+    processes of a torchrun launch, on its share of the batch (``batch``, 0: the U-Net's)."""
+    config, own_batch = sizes()[name]
+    batch = batch or own_batch
     world = 1
     if sharding != "none":
         import torch.distributed as dist
@@ -82,9 +102,12 @@ def arm(name: str, checkpointing: bool, precision: str, sharding: str = "none") 
         world = dist.get_world_size()
         batch //= world
     torch.manual_seed(0)
-    net = EfficientUNet(config).train()
+    network = DiffusersUNet if isinstance(config, DiffusersUNetConfig) else EfficientUNet
+    net = network(config).train()
     ema = make_ema(net, 0.9999, 10)
-    if checkpointing:
+    if checkpointing == 2:  # diffusers' own, for comparison (--diffusers-own)
+        net.unet.enable_gradient_checkpointing()
+    elif checkpointing:
         set_activation_checkpointing(net, True)
     if sharding == "fsdp":
         shard_parts(net, ema, torch.device("cpu"))
@@ -100,8 +123,11 @@ def arm(name: str, checkpointing: bool, precision: str, sharding: str = "none") 
     g = torch.Generator().manual_seed(1)
     r = config.image_size
     x, t = torch.randn(batch, 3, r, r, generator=g), torch.rand(batch, generator=g)
-    emb = torch.randn(batch, TEXT_TOKENS, TEXT_DIM, generator=g)  # [B, L, D]
-    mask = torch.ones(batch, TEXT_TOKENS, dtype=torch.bool)
+    if network is DiffusersUNet:
+        t = (t * 1000).floor()  # IF's discrete timesteps
+    tokens, width = TEXT[network]
+    emb = torch.randn(batch, tokens, width, generator=g)  # [B, L, D]
+    mask = torch.ones(batch, tokens, dtype=torch.bool)
     extra = {}
     if config.super_resolution:
         extra = {"lowres": torch.randn(batch, 3, r, r, generator=g), "aug_level": t / 2}
@@ -146,7 +172,8 @@ def run_arm(args: argparse.Namespace, name: str, on: int, sharding: str) -> dict
         launch += ["-m", "torch.distributed.run", "--standalone",
                    "--nproc_per_node", str(args.processes)]  # fmt: skip
     cmd = [*launch, __file__, "--arm", name, "--checkpointing", str(on), "--sharding", sharding,
-           "--precision", args.precision, "--threads", str(args.threads)]  # fmt: skip
+           "--precision", args.precision, "--threads", str(args.threads),
+           "--batch", str(args.batch)]  # fmt: skip
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -158,13 +185,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     parser.add_argument("--processes", type=int, default=1,
                         help="gloo processes: > 1 compares DDP with FSDP (default: 1)")  # fmt: skip
+    parser.add_argument("--only", nargs="+", metavar="NAME", choices=list(sizes()),
+                        help="measure only these U-Nets (default: all)")  # fmt: skip
+    parser.add_argument("--batch", type=int, default=0,
+                        help="global batch instead of each U-Net's own (default: theirs)")  # fmt: skip
+    parser.add_argument("--diffusers-own", action="store_true",
+                        help="checkpoint diffusers' U-Nets with diffusers' own "
+                        "enable_gradient_checkpointing instead of openimagen's")  # fmt: skip
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm and print it
     parser.add_argument("--checkpointing", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--sharding", default="none", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.arm:
-        result = arm(args.arm, bool(args.checkpointing), args.precision, args.sharding)
+        result = arm(args.arm, args.checkpointing, args.precision, args.sharding,
+                     args.batch)  # fmt: skip
         if os.environ.get("RANK", "0") == "0":
             print(json.dumps(result))
         return
@@ -175,9 +210,12 @@ def main() -> None:
           "step peak, off | step peak, on | saved | step time, off | step time, on |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     mib = 1024.0
-    for name in sizes():
+    for name in args.only or sizes():
         for sharding in modes:
-            off, on_ = (run_arm(args, name, on, sharding) for on in (0, 1))
+            own = (
+                2 if args.diffusers_own and isinstance(sizes()[name][0], DiffusersUNetConfig) else 1
+            )
+            off, on_ = (run_arm(args, name, on, sharding) for on in (0, own))
             print(f"| {name} | {off['params'] / 1e6:.2f}M | {off['batch']} | {sharding} | "
                   f"{off['held']:.1f} | {off['static_kib'] / mib:.0f} MiB | "
                   f"{off['peak_kib'] / mib:.0f} MiB | {on_['peak_kib'] / mib:.0f} MiB | "

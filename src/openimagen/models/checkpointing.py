@@ -9,10 +9,12 @@ It costs one more forward pass of every checkpointed block per step.
 - openimagen's :class:`~openimagen.models.EfficientUNet` checkpoints each resolution level
   (its res blocks and attention, :class:`CheckpointedModule`), and only while the module is
   in training mode and gradients are enabled, so sampling and the EMA copy never pay for it;
-- diffusers' ``UNet2DConditionModel`` (:class:`~openimagen.models.DiffusersUNet`) uses its own
-  ``enable_gradient_checkpointing()``: each res block (and transformer block) of its down /
-  mid / up blocks, non-reentrant too, whenever gradients are enabled; IF's SimpleCrossAttn
-  blocks do not recompute their attention, nor the res blocks that down- or upsample.
+- diffusers' ``UNet2DConditionModel`` (:class:`~openimagen.models.DiffusersUNet`) checkpoints
+  each of its ``block_types()`` (diffusers' res blocks, attention modules and resamplers) on
+  its own, while training with gradients on. diffusers' own ``enable_gradient_checkpointing``
+  is not used: its SimpleCrossAttn blocks, 3 of IF stage I's 4 levels, recompute nothing,
+  so it saved nothing measurable on an IF-shaped U-Net (docs/training.md, "Memory at real
+  sizes"). Other diffusers models use their own ``enable_gradient_checkpointing``.
 
 It is a training option (``train.activation_checkpointing``), not part of a model's config.
 """
@@ -41,14 +43,46 @@ class CheckpointedModule(nn.Module):
         return fn(*args)
 
 
+def _checkpointed_forward(module: nn.Module) -> Callable[..., Any]:
+    """``module``'s own forward under a non-reentrant checkpoint while it trains with
+    gradients on; set as the instance's ``forward`` (``__call__``, and with it any hooks such
+    as FSDP's, is unchanged)."""
+    forward = type(module).forward.__get__(module)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if module.training and torch.is_grad_enabled():
+            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+
+    return run
+
+
+def _switch_blocks(model: nn.Module, enabled: bool) -> int:
+    """Checkpoint (or stop checkpointing) every block of a DiffusersUNet on its own."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, model.block_types()):
+            if enabled and "forward" not in module.__dict__:
+                module.forward = _checkpointed_forward(module)
+            elif not enabled and "forward" in module.__dict__:
+                del module.forward
+            count += 1
+    return count
+
+
 def set_activation_checkpointing(model: nn.Module, enabled: bool = True) -> int:
     """Turn activation checkpointing on (or off) in every block of ``model`` that has it.
 
-    Returns how many modules were switched: openimagen's levels, or diffusers models (their
-    own ``enable_gradient_checkpointing``). A model with none of them is refused.
+    Returns how many modules were switched: openimagen's levels, a DiffusersUNet's blocks,
+    or diffusers models (their own ``enable_gradient_checkpointing``). A model with none of
+    them is refused.
     """
+    from openimagen.models.diffusers_unet import DiffusersUNet
+
     if not isinstance(enabled, bool):
         raise InvalidArgumentError("enabled", enabled, "True or False", "pass a bool")
+    if isinstance(model, DiffusersUNet):
+        return _switch_blocks(model, enabled)
     count = 0
     for module in model.modules():
         if isinstance(module, CheckpointedModule):

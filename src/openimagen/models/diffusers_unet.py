@@ -124,6 +124,16 @@ class DiffusersUNet(nn.Module):
         self.config = config
         self.unet = UNet2DConditionModel.from_config(dict(config.diffusers_config))
 
+    @staticmethod
+    def block_types() -> tuple[type[nn.Module], ...]:
+        """The diffusers module types that hold one block's weights and use them only inside
+        their own forward (res blocks, attention, resamplers): the units ``train.fsdp``
+        shards. The time, class and text-pooling embeddings stay in the root unit."""
+        from diffusers.models.attention_processor import Attention
+        from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
+
+        return (ResnetBlock2D, Attention, Downsample2D, Upsample2D)
+
     def forward(
         self,
         x_t: torch.Tensor,

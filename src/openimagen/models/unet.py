@@ -284,6 +284,13 @@ class EfficientUNet(nn.Module):
     def _levels(self) -> list[_Level]:
         return [*self.down, self.mid, *self.up]
 
+    @staticmethod
+    def block_types() -> tuple[type[nn.Module], ...]:
+        """The module types that hold one block's weights and use them only inside their own
+        forward: the units ``train.fsdp`` shards (a level is not one: the U-Net calls its
+        down- or upsampler outside the level's forward)."""
+        return (ResBlock, SelfAttention, CrossAttention, Downsample, Upsample, TextRefiner)
+
     # -- forward ----------------------------------------------------------------------------
     def forward(
         self,

@@ -13,10 +13,12 @@ to FSDP only for GPU-like distributed types and silently runs DDP on CPU process
 (gloo) and GPUs (NCCL); Accelerate still starts the processes, places the device, runs the
 autocast of ``train.mixed_precision`` and reduces the loss, but never wraps the model.
 
-The FSDP units are every res block, attention and resampling module, then the U-Net itself
-(its stem, conditioning layers and output convolution). A whole resolution level cannot be
-one unit: the U-Net calls a level's down- or upsampler outside the level's own forward,
-which FSDP2 refuses ("got mixed torch.Tensor and DTensor"). The EMA copy is sharded the same
+The FSDP units are the U-Net's ``block_types()``, every res block, attention and resampling
+module (and the text refiner), then the U-Net itself (its stem, conditioning layers and
+output convolution); an imported DeepFloyd IF stage (diffusers' U-Net) is cut the same way,
+into diffusers' res blocks, attention modules and resamplers. A whole resolution level of
+openimagen's U-Net cannot be one unit: the U-Net calls a level's down- or upsampler outside
+the level's own forward, which FSDP2 refuses ("got mixed torch.Tensor and DTensor"). The EMA copy is sharded the same
 way: its update is elementwise, so each process averages its own shards, and sampling from
 it (``log.sample_every``) runs on every process.
 
@@ -43,48 +45,35 @@ from openimagen.errors import ConfigError
 FULL_CPU = {"full_state_dict": True, "cpu_offload": True}
 
 
-def check_shardable(stage_config: Any, world: int) -> None:
+def check_shardable(world: int) -> None:
     """Refuse ``train.fsdp = true`` where it cannot work, as one line naming the fix."""
-    from openimagen.cascade import DiffusersStageConfig
-
     if world < 2:
         raise ConfigError(
             "train.fsdp = true shards the U-Net over the processes of a launch, but this run "
             "has 1 process; start it with torchrun --nproc_per_node N (N >= 2), or set "
             "train.fsdp = false"
         )
-    if isinstance(stage_config, DiffusersStageConfig):
-        raise ConfigError(
-            "train.fsdp = true: only openimagen's EfficientUNet stages are sharded, not a "
-            "diffusers U-Net (an imported DeepFloyd IF stage); set train.fsdp = false"
-        )
 
 
-def shard_units() -> tuple[type, ...]:
-    """The module types that become FSDP units (besides the U-Net itself)."""
-    from openimagen.models.layers import (
-        CrossAttention,
-        Downsample,
-        ResBlock,
-        SelfAttention,
-        Upsample,
-    )
-
-    return (ResBlock, SelfAttention, CrossAttention, Downsample, Upsample)
+def shard_units(module: torch.nn.Module) -> tuple[type, ...]:
+    """The module types of ``module`` (an EfficientUNet or an imported diffusers U-Net) that
+    become FSDP units, besides ``module`` itself: its ``block_types()``."""
+    return type(module).block_types()
 
 
 def shard_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Shard ``module`` (an EfficientUNet) over every process of the default process group,
-    in place: each unit of :func:`shard_units`, then the root. Its parameters become
-    ``DTensor`` shards on ``device``."""
+    """Shard ``module`` (an EfficientUNet or a DiffusersUNet) over every process of the
+    default process group, in place: each unit of :func:`shard_units`, innermost first (a
+    unit may hold another), then the root. Its parameters become ``DTensor`` shards on
+    ``device``."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     module.to(device)
-    units = shard_units()
-    for sub in list(module.modules()):
+    units = shard_units(module)
+    for sub in reversed(list(module.modules())):  # a child before the unit that holds it
         if sub is not module and isinstance(sub, units):
             fully_shard(sub, mesh=mesh)
     fully_shard(module, mesh=mesh)

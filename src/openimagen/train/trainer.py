@@ -100,7 +100,7 @@ def run_training(
     micro = _micro_batch(config, accelerator.num_processes)
     fsdp = config.train.fsdp
     if fsdp:
-        sharding.check_shardable(stage_config, accelerator.num_processes)
+        sharding.check_shardable(accelerator.num_processes)
     embed = TextEmbedder(config, accelerator.device)
     if stage_config.unet.text_embed_dim != embed.encoder.dim:
         raise ConfigError(
