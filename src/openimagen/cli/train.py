@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from openimagen.cli.options import add_command
 
@@ -38,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(resolved, indent=2))
         return 0
-    if result.checkpoint is None and result.resumed_from is not None:  # nothing left to do
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only the main process reports
+        return 0
+    if not result.losses and result.resumed_from is not None:  # nothing left to do
         print(
             f"already at step {result.step} of {result.config.train.steps}, nothing to train; "
             f"checkpoint: {result.resumed_from}"
