@@ -119,6 +119,26 @@ def tiny_if_checkpoints(root: Path) -> tuple[Path, Path]:
     return save_if_stage(root / "IF-I-tiny", 1, seed=1), save_if_stage(root / "IF-II-tiny", 2, seed=2)
 
 
+def if_train_config(model: Path, stage: str = "stage0_base16", resolution: int = 16,
+                    lowres: int | None = None, *, lr: float = 1e-4, **train) -> dict:  # fmt: skip
+    """A train config that fine-tunes stage ``stage`` of the imported IF model ``model`` (its
+    network and schedule as they are, its T5 with IF's conditioning) on the shapes world; two
+    steps of batch 2 unless ``train`` says otherwise."""
+    stage_section = {"preset": "init_from", "resolution": resolution}
+    if lowres is not None:
+        stage_section["lowres_resolution"] = lowres
+    return {
+        "stage": stage_section,
+        "text": {"encoder": str(model / "text_encoder"), "max_length": 77,
+                 "conditioning": "deepfloyd-if"},
+        "data": {"source": "shapes", "seed": 3},
+        "optim": {"name": "adamw", "lr": lr, "warmup_steps": 1, "weight_decay": 0.0},
+        "train": {"steps": 2, "batch_size": 2, "device": "cpu", "seed": 7, "ema_decay": 0.5,
+                  "checkpoint_every": 2, "init_from": str(model / stage), **train},
+        "log": {"every": 1, "progress": False, "tensorboard": False, "sample_every": 0},
+    }  # fmt: skip
+
+
 def load_pipelines(stage1: Path, stage2: Path):
     """diffusers' own IF pipelines, loaded from the same directories."""
     from diffusers import IFPipeline, IFSuperResolutionPipeline

@@ -16,24 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from cli_testutil import run
+from if_testutil import if_train_config as if_config
 from openimagen.cascade import read_stage_config
 from openimagen.errors import ConfigError
-
-
-def if_config(model, stage="stage0_base16", resolution=16, lowres=None, **train):
-    stage_section = {"preset": "init_from", "resolution": resolution}
-    if lowres is not None:
-        stage_section["lowres_resolution"] = lowres
-    return {
-        "stage": stage_section,
-        "text": {"encoder": str(model / "text_encoder"), "max_length": 77,
-                 "conditioning": "deepfloyd-if"},
-        "data": {"source": "shapes", "seed": 3},
-        "optim": {"name": "adamw", "lr": 1e-4, "warmup_steps": 1, "weight_decay": 0.0},
-        "train": {"steps": 2, "batch_size": 2, "device": "cpu", "seed": 7, "ema_decay": 0.5,
-                  "checkpoint_every": 2, "init_from": str(model / stage), **train},
-        "log": {"every": 1, "progress": False, "tensorboard": False, "sample_every": 0},
-    }  # fmt: skip
 
 
 def config_toml(model, stage: str, resolution: int, lowres: int | None) -> str:

@@ -66,22 +66,15 @@ def loss_and_grads(model: torch.nn.Module, args: tuple, kwargs: dict, seed: int 
     }
 
 
-def count_calls(model: torch.nn.Module, kind: type) -> list[int]:
-    """Forward starts of every ``kind`` block (a pre-hook: torch's recomputation stops as
-    soon as it has every saved tensor back, so a recomputed block need not run to its end)."""
+def count_calls(model: torch.nn.Module, kind: type, part: str = "") -> list[int]:
+    """Forward starts of every ``kind`` block, or of its submodule ``part`` (a pre-hook:
+    torch's recomputation stops as soon as it has every saved tensor back, so a recomputed
+    block need not run to its end)."""
     calls = [0]
     for m in model.modules():
         if isinstance(m, kind):
-            m.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    return calls
-
-
-def count_calls_of_conv1(model: torch.nn.Module, kind: type) -> list[int]:
-    """Forward starts of the first convolution of every ``kind`` block."""
-    calls = [0]
-    for m in model.modules():
-        if isinstance(m, kind):
-            m.conv1.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+            target = getattr(m, part) if part else m
+            target.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
     return calls
 
 
@@ -103,7 +96,7 @@ def test_checkpointing_gives_the_same_loss_and_gradients_and_recomputes_the_bloc
         block = ResBlock
     # diffusers' blocks: counted at their first convolution (a checkpointed block replays its
     # own forward, not its __call__, so a hook on the block itself sees one call)
-    calls = count_calls(model, block) if block is ResBlock else count_calls_of_conv1(model, block)
+    calls = count_calls(model, block, "" if block is ResBlock else "conv1")
     loss0, grads0 = loss_and_grads(model, args, kwargs)
     plain_calls = calls[0]
     assert set_activation_checkpointing(model, True) >= 1

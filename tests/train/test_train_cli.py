@@ -90,19 +90,3 @@ def test_resuming_a_finished_run_names_its_checkpoint(tmp_path, capsys):
     code, out, _ = run(["train", str(config), "--output", str(run_dir), "--resume", "auto"], capsys)
     assert code == 0 and "None" not in out
     assert out.strip() == f"already at step 2 of 2, nothing to train; checkpoint: {checkpoint}"
-
-
-def test_only_the_main_process_of_a_launch_reports(tmp_path, capsys, monkeypatch):
-    # another process of a torchrun launch trains (or finds nothing left) and prints nothing:
-    # it writes no checkpoint, so it has none to name
-    config = write_toml(make_config(train={"steps": 2, "checkpoint_every": 2}), tmp_path / "c.toml")
-    run_dir = tmp_path / "run"
-    monkeypatch.setenv("RANK", "1")
-    code, out, _ = run(["train", str(config), "--output", str(run_dir)], capsys)
-    assert code == 0 and out == ""
-    assert (run_dir / "checkpoints" / "step_00000002").is_dir()  # one process: it is the main
-    code, out, _ = run(["train", str(config), "--output", str(run_dir), "--resume", "auto"], capsys)
-    assert code == 0 and out == ""
-    monkeypatch.setenv("RANK", "0")
-    code, out, _ = run(["train", str(config), "--output", str(run_dir), "--resume", "auto"], capsys)
-    assert code == 0 and out.startswith("already at step 2 of 2, nothing to train")

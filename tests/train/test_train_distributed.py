@@ -27,6 +27,9 @@ def test_two_processes_give_the_loss_and_gradient_of_one(tmp_path):
         command, env=subprocess_env(OMP_NUM_THREADS="1"), capture_output=True, timeout=180
     )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
+    # the main process alone reports the run, naming the checkpoint it wrote
+    checkpoint = out / "checkpoints" / "step_00000004"
+    assert done.stdout.decode().splitlines() == [f"trained to step 4; checkpoint: {checkpoint}"]
     two = read_metrics(out / "metrics.jsonl")
 
     single = tmp_path / "single"

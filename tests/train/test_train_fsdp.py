@@ -78,6 +78,15 @@ def assert_moments_close(want: dict, got: dict) -> None:
         assert float(rel.max()) < 0.05, kind
 
 
+def assert_each_holds_half(held: dict[int, dict], total: dict) -> None:
+    """Two processes' held bytes (TrainResult.held_bytes): each about half of the weights,
+    optimizer state and EMA of the one-process run, all parameters between them."""
+    assert held[0]["parameters"] + held[1]["parameters"] == total["parameters"]
+    for kind in ("weights", "optimizer", "ema"):
+        shares = [held[r][kind] / total[kind] for r in (0, 1)]
+        assert all(0.4 < s < 0.6 for s in shares), (kind, shares)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The same run in one process, and sharded over two (with activation checkpointing,
@@ -120,12 +129,7 @@ def test_two_sharded_processes_make_the_steps_of_one(runs):
     one = read_metrics(single.output_dir / "metrics.jsonl")
     for a, b in zip(two, one, strict=True):  # the gradient of the global mean loss in both
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
-    # each process holds about half of the weights, optimizer state and EMA, together all
-    total = single.held_bytes
-    assert held[0]["parameters"] + held[1]["parameters"] == total["parameters"]
-    for kind in ("weights", "optimizer", "ema"):
-        shares = [held[r][kind] / total[kind] for r in (0, 1)]
-        assert all(0.4 < s < 0.6 for s in shares), (kind, shares)
+    assert_each_holds_half(held, single.held_bytes)
     # sampled from the sharded EMA on both processes, written once
     assert (sharded / "samples" / f"step_{STEPS:08d}.png").is_file()
 
@@ -184,22 +188,11 @@ def test_a_sharded_checkpoint_resumes_in_one_process_and_exports(runs, tmp_path)
 
 def if_stage_config(model: Path, stage: str, resolution: int, lowres: int | None,
                     fsdp: bool) -> dict:  # fmt: skip
-    """Fine-tune stage ``stage`` of the imported tiny IF model ``model`` (its T5, IF's
-    conditioning), as tests/interop/test_interop_deepfloyd_if_train.py does."""
-    section = {"preset": "init_from", "resolution": resolution}
-    if lowres is not None:
-        section["lowres_resolution"] = lowres
-    return {
-        "stage": section,
-        "text": {"encoder": str(model / "text_encoder"), "max_length": 77,
-                 "conditioning": "deepfloyd-if"},
-        "data": {"source": "shapes", "seed": 3},
-        "optim": {"name": "adamw", "lr": LR, "warmup_steps": 1, "weight_decay": 0.0},
-        "train": {"steps": STEPS, "batch_size": 4, "device": "cpu", "seed": 7,
-                  "ema_decay": 0.5, "checkpoint_every": STEPS, "init_from": str(model / stage),
-                  "fsdp": fsdp, "activation_checkpointing": fsdp},
-        "log": {"every": 1, "progress": False, "tensorboard": False, "sample_every": 0},
-    }  # fmt: skip
+    """Fine-tune stage ``stage`` of the imported tiny IF model ``model`` for STEPS steps."""
+    from if_testutil import if_train_config  # tests/: not on the path of a torchrun child
+
+    return if_train_config(model, stage, resolution, lowres, lr=LR, steps=STEPS, batch_size=4,
+                           checkpoint_every=STEPS, fsdp=fsdp, activation_checkpointing=fsdp)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -234,10 +227,7 @@ def test_an_imported_if_stage_is_sharded_and_trains_as_in_one_process(if_model, 
     assert two[0]["loss"] == pytest.approx(single.losses[0], rel=1e-5)
     for a, b in zip(two, single.losses, strict=True):
         assert a["loss"] == pytest.approx(b, rel=1e-4)
-    assert held[0]["parameters"] + held[1]["parameters"] == single.held_bytes["parameters"]
-    for kind in ("weights", "optimizer", "ema"):
-        shares = [held[r][kind] / single.held_bytes[kind] for r in (0, 1)]
-        assert all(0.4 < s < 0.6 for s in shares), (kind, shares)
+    assert_each_holds_half(held, single.held_bytes)
     for name in FILES:  # the checkpoint an unsharded run writes, as for openimagen's U-Net
         want, got = (load_file(checkpoint(o, STEPS) / f"{name}.safetensors")
                      for o in (single.output_dir, sharded))  # fmt: skip

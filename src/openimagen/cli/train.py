@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 from openimagen.cli.options import add_command
 
@@ -39,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(resolved, indent=2))
         return 0
-    if os.environ.get("RANK", "0") != "0":  # under torchrun only the main process reports
+    if not result.main_process:  # under torchrun the main process alone reports the run
         return 0
     if not result.losses and result.resumed_from is not None:  # nothing left to do
         print(

@@ -59,9 +59,9 @@ def _checkpointed_forward(module: nn.Module) -> Callable[..., Any]:
 
 def _switch_blocks(model: nn.Module, enabled: bool) -> int:
     """Checkpoint (or stop checkpointing) every block of a DiffusersUNet on its own."""
-    count = 0
+    count, blocks = 0, model.block_types()
     for module in model.modules():
-        if isinstance(module, model.block_types()):
+        if isinstance(module, blocks):
             if enabled and "forward" not in module.__dict__:
                 module.forward = _checkpointed_forward(module)
             elif not enabled and "forward" in module.__dict__:

@@ -18,9 +18,9 @@ module (and the text refiner), then the U-Net itself (its stem, conditioning lay
 output convolution); an imported DeepFloyd IF stage (diffusers' U-Net) is cut the same way,
 into diffusers' res blocks, attention modules and resamplers. A whole resolution level of
 openimagen's U-Net cannot be one unit: the U-Net calls a level's down- or upsampler outside
-the level's own forward, which FSDP2 refuses ("got mixed torch.Tensor and DTensor"). The EMA copy is sharded the same
-way: its update is elementwise, so each process averages its own shards, and sampling from
-it (``log.sample_every``) runs on every process.
+the level's own forward, which FSDP2 refuses ("got mixed torch.Tensor and DTensor"). The
+EMA copy is sharded the same way: its update is elementwise, so each process averages its
+own shards, and sampling from it (``log.sample_every``) runs on every process.
 
 Checkpoints hold full tensors, gathered to the main process (``full_state_dict=True,
 cpu_offload=True``), in the layout a DDP run writes: export, ``--resume auto`` and the
@@ -55,16 +55,10 @@ def check_shardable(world: int) -> None:
         )
 
 
-def shard_units(module: torch.nn.Module) -> tuple[type, ...]:
-    """The module types of ``module`` (an EfficientUNet or an imported diffusers U-Net) that
-    become FSDP units, besides ``module`` itself: its ``block_types()``."""
-    return type(module).block_types()
-
-
 def shard_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Shard ``module`` (an EfficientUNet or a DiffusersUNet) over every process of the
-    default process group, in place: each unit of :func:`shard_units`, innermost first (a
-    unit may hold another), then the root. Its parameters become ``DTensor`` shards on
+    default process group, in place: each module of a type in the U-Net's
+    ``block_types()``, innermost first (a unit may hold another), then the root. Its parameters become ``DTensor`` shards on
     ``device``."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
@@ -72,7 +66,7 @@ def shard_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Modu
 
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     module.to(device)
-    units = shard_units(module)
+    units = type(module).block_types()
     for sub in reversed(list(module.modules())):  # a child before the unit that holds it
         if sub is not module and isinstance(sub, units):
             fully_shard(sub, mesh=mesh)
@@ -258,6 +252,5 @@ __all__ = [
     "reshard",
     "shard_module",
     "shard_parts",
-    "shard_units",
     "to_float",
 ]

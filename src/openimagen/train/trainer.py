@@ -63,6 +63,9 @@ class TrainResult:
     losses: list[float] = dataclasses.field(default_factory=list)  # one per step of this run
     checkpoint: Path | None = None
     resumed_from: Path | None = None
+    # this process is the launch's main one (Accelerate's is_main_process): the only one that
+    # writes checkpoints, and so the only one that reports the run
+    main_process: bool = True
     images_per_second: float = 0.0
     # this process's parameter count and bytes of weights, gradients, optimizer state and
     # EMA after the run (sharding.held_bytes): its shards under train.fsdp
@@ -108,7 +111,8 @@ def run_training(
             f"{config.text.encoder!r} gives embeddings of width {embed.encoder.dim}; set "
             f"stage.unet.text_embed_dim = {embed.encoder.dim}"
         )
-    result = TrainResult(output_dir, config, stage_config, resumed_from=resume_path)
+    result = TrainResult(output_dir, config, stage_config, resumed_from=resume_path,
+                         main_process=accelerator.is_main_process)  # fmt: skip
     if dry_run:
         return result
     parts = build_parts(config, stage_config, fresh=resume_path is None,
