@@ -196,6 +196,9 @@ def main() -> None:
     parser.add_argument("--checkpointing", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--sharding", default="none", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.batch and args.batch < args.processes:
+        parser.error(f"--batch {args.batch}: needs at least one image per process "
+                     f"(--processes {args.processes}), or 0 for each U-Net's own")  # fmt: skip
     torch.set_num_threads(args.threads)
     if args.arm:
         result = arm(args.arm, args.checkpointing, args.precision, args.sharding,
